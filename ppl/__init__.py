@@ -1,0 +1,45 @@
+"""ppl: a probabilistic programming runtime for analysis by synthesis, on JAX.
+
+Write small generative models with :func:`ppl.model` and :func:`ppl.sample`,
+run them through the generative-function interface (``simulate``, ``assess``,
+``generate``, ``update``), and jit/vmap/grad everything.
+
+    >>> import jax, ppl
+    >>> from ppl import dist
+    >>> @ppl.model
+    ... def coin(p):
+    ...     return ppl.sample("heads", dist.Bernoulli(p))
+    >>> trace = coin.simulate(jax.random.key(0), 0.5)
+"""
+
+from numpyro import distributions as dist
+
+from ppl import errors
+from ppl.choices import ChoiceMap
+from ppl.model import (
+    Assessment,
+    Generated,
+    GenerativeFunction,
+    Model,
+    Trace,
+    Updated,
+    model,
+    sample,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "dist",
+    "errors",
+    "ChoiceMap",
+    "Assessment",
+    "Generated",
+    "GenerativeFunction",
+    "Model",
+    "Trace",
+    "Updated",
+    "model",
+    "sample",
+    "__version__",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from ppl.cli import main
+
+sys.exit(main())

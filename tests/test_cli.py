@@ -1,0 +1,25 @@
+import subprocess
+import sys
+
+from ppl import cli, demo
+
+
+def test_help_and_version(capsys):
+    assert cli.main([]) == 0
+    assert "demo" in capsys.readouterr().out
+    assert cli.main(["version"]) == 0
+    assert "ppl 0.1.0" in capsys.readouterr().out
+
+
+def test_demo_recovers_the_exact_answer(capsys):
+    result = demo.run(seed=0, particles=20_000)
+    out = capsys.readouterr().out
+    assert "log evidence" in out and "posterior mean" in out
+    # the importance-sampling answer is within 4 reported standard errors of the closed form
+    assert abs(result["log_evidence"] - result["exact_log_evidence"]) < 4 * result["log_evidence_se"] + 1e-3
+    assert abs(result["posterior_mean"] - result["exact_posterior_mean"]) < 0.02
+
+
+def test_console_script_entry_point():
+    done = subprocess.run([sys.executable, "-m", "ppl.cli", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "ppl demo" not in done.stderr and "demo" in done.stdout
