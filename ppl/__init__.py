@@ -23,6 +23,7 @@ from ppl.model import (
     Model,
     Trace,
     Updated,
+    factor,
     model,
     sample,
 )
@@ -41,5 +42,6 @@ __all__ = [
     "Updated",
     "model",
     "sample",
+    "factor",
     "__version__",
 ]

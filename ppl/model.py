@@ -69,6 +69,7 @@ __all__ = [
     "Model",
     "model",
     "sample",
+    "factor",
 ]
 
 
@@ -257,6 +258,30 @@ def sample(address: str, target: Distribution | GenerativeFunction, *args) -> An
     return stack[-1].visit(address, target, args)
 
 
+def factor(log_weight: jax.Array) -> None:
+    """Add ``log_weight`` to the model's log density (a soft constraint).
+
+    The density of the model becomes unnormalised: ``score = log p(x) + sum of
+    factors``. Factors count as observed evidence, so they enter the
+    ``generate``/``update`` weights too: with factors, ``generate`` with no
+    constraints returns ``log_weight = sum of factors`` rather than 0.
+
+    Example::
+
+        >>> @ppl.model
+        ... def near_one():
+        ...     x = ppl.sample("x", dist.Normal(0.0, 1.0))
+        ...     ppl.factor(-((x - 1.0) ** 2))
+    """
+    stack = _handler_stack()
+    if not stack:
+        raise ModelDefinitionError(
+            "ppl.factor(...) was called outside a model. Put it in a function decorated "
+            "with @ppl.model."
+        )
+    stack[-1].add_factor(log_weight)
+
+
 class _Execution:
     """Records the ``ppl.sample`` calls of one run of one model (local to that run)."""
 
@@ -272,6 +297,11 @@ class _Execution:
     def next_key(self):
         self.key, subkey = jax.random.split(self.key)
         return subkey
+
+    def add_factor(self, log_weight) -> None:
+        log_weight = jnp.sum(jnp.asarray(log_weight))
+        self.score = self.score + log_weight
+        self.log_weight = self.log_weight + log_weight
 
     def visit(self, address: Any, target: Any, args: tuple) -> Any:
         parts = split_address(address)

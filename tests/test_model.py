@@ -7,7 +7,7 @@ import pytest
 from conftest import growing, plain, stroke, two_strokes
 
 import ppl
-from ppl import dist
+from ppl import dist, testing
 
 KEYS = [jax.random.key(s) for s in range(3)]
 DENSITY_TOL = dict(rtol=1e-6, atol=1e-5)
@@ -16,30 +16,18 @@ DENSITY_TOL = dict(rtol=1e-6, atol=1e-5)
 def test_assess_of_simulated_choices_is_the_score(case):
     model, args, _ = case
     for key in KEYS:
-        trace = model.simulate(key, *args)
-        log_density, retval = model.assess(trace.choices, *args)
-        np.testing.assert_allclose(log_density, trace.score, **DENSITY_TOL)
-        jax.tree_util.tree_map(np.testing.assert_allclose, retval, trace.retval)
-        assert np.isfinite(trace.score)
+        testing.check_assess_matches_simulate(model, args, key, DENSITY_TOL)
 
 
 def test_generate_fully_constrained_weight_is_the_score(case):
     model, args, _ = case
     for key in KEYS:
-        trace = model.simulate(key, *args)
-        new_trace, log_weight = model.generate(jax.random.key(99), trace.choices, *args)
-        np.testing.assert_allclose(log_weight, trace.score, **DENSITY_TOL)
-        np.testing.assert_allclose(new_trace.score, trace.score, **DENSITY_TOL)
-        for address in trace.choices:
-            np.testing.assert_array_equal(new_trace.choices[address], trace.choices[address])
+        testing.check_generate_fully_constrained(model, args, key, DENSITY_TOL)
 
 
 def test_generate_unconstrained_weight_is_zero_and_matches_simulate(case):
     model, args, _ = case
-    trace, log_weight = model.generate(KEYS[0], {}, *args)
-    assert float(log_weight) == 0.0
-    simulated = model.simulate(KEYS[0], *args)
-    np.testing.assert_allclose(trace.score, simulated.score, **DENSITY_TOL)
+    testing.check_generate_unconstrained(model, args, KEYS[0], DENSITY_TOL)
 
 
 def test_generate_partially_constrained_weight_is_the_constrained_density():
@@ -56,22 +44,37 @@ def test_generate_partially_constrained_weight_is_the_constrained_density():
 
 def test_update_without_changes_has_zero_weight(case):
     model, args, _ = case
-    trace = model.simulate(KEYS[0], *args)
-    new_trace, log_weight = model.update(KEYS[1], trace, {})
-    np.testing.assert_allclose(log_weight, 0.0, atol=1e-5)
-    np.testing.assert_allclose(new_trace.score, trace.score, **DENSITY_TOL)
+    testing.check_update_without_changes(model, args, KEYS[0], DENSITY_TOL)
 
 
 def test_update_with_a_change_returns_the_exact_score_difference(case):
     model, args, change = case
-    trace = model.simulate(KEYS[0], *args)
-    new_trace, log_weight = model.update(KEYS[1], trace, change, *args)
-    expected_choices = trace.choices.merge(change)
-    expected, _ = model.assess(expected_choices, *args)
-    np.testing.assert_allclose(new_trace.score, expected, **DENSITY_TOL)
-    np.testing.assert_allclose(log_weight, expected - trace.score, **DENSITY_TOL)
-    for address, value in ppl.ChoiceMap(change).items():
-        np.testing.assert_allclose(new_trace.choices[address], value, rtol=1e-6)
+    testing.check_update_with_changes(model, args, KEYS[0], change, DENSITY_TOL)
+
+
+def test_check_interface_catches_a_broken_generative_function():
+    class Broken(ppl.Model):
+        def run(self, key, constraints, args, assess):
+            trace, weight = super().run(key, constraints, args, assess)
+            return trace._replace(score=trace.score + 1.0), weight
+
+    broken = Broken(plain.fn, name="broken")
+    with pytest.raises(AssertionError, match="assess"):
+        testing.check_interface(broken, (1.5,))
+
+
+def test_factors_enter_score_and_weights():
+    @ppl.model
+    def soft(target):
+        x = ppl.sample("x", dist.Normal(0.0, 1.0))
+        ppl.factor(-((x - target) ** 2))
+        return x
+
+    testing.check_interface(soft, (1.0,), changes={"x": 0.5}, factors=True)
+    trace, log_weight = soft.generate(KEYS[0], {}, 1.0)
+    np.testing.assert_allclose(log_weight, -((trace.retval - 1.0) ** 2), rtol=1e-6)
+    with pytest.raises(ppl.errors.ModelDefinitionError, match="outside a model"):
+        ppl.factor(1.0)
 
 
 def test_update_with_new_arguments_rescores():

@@ -5,23 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 from conftest import MODELS, plain, two_strokes
 
-from ppl import dist
+from ppl import dist, testing
 
 
 def test_jit_vmap_over_1000_keys_matches_a_python_loop(case):
     model, args, _ = case
-    keys = jax.random.split(jax.random.key(7), 1000)
-    batched = jax.jit(jax.vmap(lambda k: model.simulate(k, *args)))(keys)
-    assert batched.score.shape == (1000,)
-    assert np.all(np.isfinite(batched.score))
-    for i in range(3):
-        single = model.simulate(keys[i], *args)
-        np.testing.assert_allclose(batched.score[i], single.score, rtol=1e-5, atol=1e-5)
-        for address in single.choices:
-            np.testing.assert_allclose(batched.choices[address][i], single.choices[address], rtol=1e-5, atol=1e-6)
-    # and assess, vmapped over the stacked choice maps, gives the scores back
-    scores = jax.jit(jax.vmap(lambda c: model.assess(c, *args).log_density))(batched.choices)
-    np.testing.assert_allclose(scores, batched.score, rtol=1e-5, atol=1e-4)
+    testing.check_vmap_matches_loop(model, args, jax.random.key(7), n=1000, loop=3)
 
 
 def test_generate_and_update_vmap_over_stacked_traces():
