@@ -28,6 +28,9 @@ from ppl.model import (
     sample,
 )
 
+from ppl import compose, infer
+from ppl.compose import *  # noqa: E402,F401,F403  (ppl.unfold, ppl.scene, ppl.features, ppl.either, ...)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -44,4 +47,6 @@ __all__ = [
     "sample",
     "factor",
     "__version__",
-]
+    "compose",
+    "infer",
+] + compose.__all__

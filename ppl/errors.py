@@ -39,6 +39,8 @@ __all__ = [
     "ParameterError",
     "ModelDefinitionError",
     "InvalidSampleTargetError",
+    "CompositionError",
+    "InferenceError",
     "did_you_mean",
 ]
 
@@ -137,3 +139,21 @@ class ModelDefinitionError(PPLError, TypeError):
 
 class InvalidSampleTargetError(ModelDefinitionError):
     """``ppl.sample`` was given something that is neither a distribution nor a model."""
+
+
+class CompositionError(PPLError, ValueError):
+    """A combinator was built or called with arguments that cannot compose.
+
+    Examples: ``unfold`` with ``steps <= 0``; scene parts rendering to canvases
+    of different sizes; two ``features`` parts predicting one channel with
+    incompatible distribution types or shapes; ``either`` probabilities of the
+    wrong length or not summing to one; a grammar code outside its space.
+    """
+
+
+class InferenceError(PPLError, RuntimeError):
+    """An inference algorithm cannot produce a meaningful answer.
+
+    Examples: every particle has zero weight (all log weights ``-inf``), NaN
+    log weights or gradients, an observation set that is empty.
+    """
