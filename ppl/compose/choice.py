@@ -62,7 +62,8 @@ from jax import lax
 from numpyro import distributions as dist
 
 from ppl import validation
-from ppl.choices import ChoiceMap, split_address
+from ppl.choices import ChoiceMap
+from ppl.compose.parts import named_parts
 from ppl.errors import CompositionError, MissingChoiceError, ModelDefinitionError, PPLError
 from ppl.model import GenerativeFunction, Trace
 
@@ -288,34 +289,14 @@ def either(*alternatives: GenerativeFunction, probs: Any = None, name: str | Non
         >>> coin = ppl.either(heads=small, tails=large, probs=[0.5, 0.5])
         >>> coin.assess({"index": 0, "heads/x": 0.1}).log_density  # only the chosen one needed
     """
-    entries = {str(i): alternative for i, alternative in enumerate(alternatives)}
-    entries.update(named_alternatives)
-    label = name or f"either({', '.join(getattr(a, 'name', repr(a)) for a in entries.values())})"
-    if not entries:
+    label = name or "either({})".format(
+        ", ".join(getattr(a, "name", repr(a)) for a in (*alternatives, *named_alternatives.values()))
+    )
+    if not alternatives and not named_alternatives:
         raise CompositionError("ppl.either needs at least one alternative, got none. Pass generative "
                                "functions: ppl.either(model_a, model_b).", model=label)
-    for key, alternative in entries.items():
-        if not isinstance(alternative, GenerativeFunction):
-            raise CompositionError(
-                f"alternative '{key}' of ppl.either must be a generative function (a @ppl.model or a "
-                f"combinator), got {type(alternative).__name__} {alternative!r}. Decorate plain "
-                "functions with @ppl.model.",
-                model=label,
-            )
-        if key == INDEX or len(_address_parts(key)) != 1:
-            raise CompositionError(
-                f"ppl.either cannot name an alternative {key!r}: 'index' is the address of the "
-                "choice itself and names may not contain '/'. Pick another keyword.",
-                model=label,
-            )
+    entries = named_parts("either", alternatives, named_alternatives, reserved=(INDEX,), mixed=True, model=label)
     return Either(entries, _check_probs(probs, len(entries), label), label)
-
-
-def _address_parts(key: str) -> tuple[str, ...]:
-    try:
-        return split_address(key)
-    except ValueError:
-        return ()
 
 
 def _check_probs(probs: Any, count: int, label: str) -> jax.Array:

@@ -15,36 +15,10 @@ import jax.numpy as jnp
 from numpyro import distributions as dist
 
 from ppl.errors import CompositionError, PPLError, SupportError
+from ppl.compose.parts import named_parts as parts_by_name
 from ppl.model import GenerativeFunction, Model, Trace, sample
 
 __all__ = ["Seq", "seq", "Changepoint", "changepoint"]
-
-
-def _named_parts(combinator: str, parts: tuple, named: dict, reserved=lambda name: False) -> dict:
-    """``{address: part}`` from positional (``"0"``, ``"1"``, ...) or keyword parts."""
-    if parts and named:
-        raise CompositionError(
-            f"ppl.{combinator} takes its parts either all positionally (addresses '0', '1', ...) "
-            f"or all by keyword (addresses named after the keywords), got {len(parts)} "
-            f"positional and keywords {sorted(named)}. Use one style, e.g. "
-            f"ppl.{combinator}(rise=a, fall=b)."
-        )
-    entries = named if named else {str(i): part for i, part in enumerate(parts)}
-    for address, part in entries.items():
-        if not isinstance(part, GenerativeFunction):
-            raise CompositionError(
-                f"ppl.{combinator} composes generative functions, but part '{address}' is "
-                f"{type(part).__name__} {part!r}. Decorate it with @ppl.model (a "
-                "distribution can be wrapped in a one-line model).",
-                address=address,
-            )
-        if "/" in address or reserved(address):
-            raise CompositionError(
-                f"ppl.{combinator} cannot use '{address}' as a part name: it contains '/' or "
-                "collides with an address the combinator makes itself. Rename the part.",
-                address=address,
-            )
-    return dict(entries)
 
 
 def _describe(tree: Any) -> str:
@@ -154,7 +128,7 @@ def seq(*parts: GenerativeFunction, **named_parts: GenerativeFunction) -> Seq:
             "ppl.seq needs at least one part, got none. Pass generative functions: "
             "ppl.seq(a, b) or ppl.seq(rise=a, fall=b)."
         )
-    return Seq(_named_parts("seq", parts, named_parts))
+    return Seq(parts_by_name("seq", parts, named_parts))
 
 
 def _label(combinator: str, parts: dict[str, GenerativeFunction]) -> str:
@@ -325,7 +299,5 @@ def changepoint(*segments: GenerativeFunction, **named_segments: GenerativeFunct
             f"ppl.changepoint needs at least two segments (one boundary between them), got "
             f"{len(segments) + len(named_segments)}. Pass e.g. ppl.changepoint(before=a, after=b)."
         )
-    parts = _named_parts(
-        "changepoint", segments, named_segments, reserved=lambda name: name.startswith("boundary_")
-    )
+    parts = parts_by_name("changepoint", segments, named_segments, reserved_prefix="boundary_")
     return Changepoint(parts)
