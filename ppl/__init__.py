@@ -29,6 +29,7 @@ from ppl.model import (
 )
 
 from ppl import compose, infer
+from ppl.infer.numpyro_interop import as_numpyro
 from ppl.compose import *  # noqa: E402,F401,F403  (ppl.unfold, ppl.scene, ppl.features, ppl.either, ...)
 
 __version__ = "0.1.0"
@@ -49,4 +50,5 @@ __all__ = [
     "__version__",
     "compose",
     "infer",
+    "as_numpyro",
 ] + compose.__all__

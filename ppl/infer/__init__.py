@@ -1,9 +1,31 @@
-"""Inference: jitted JAX programs over a particle axis."""
+"""Inference: jitted JAX programs over a particle axis.
 
-from ppl.infer import evidence, importance as _importance, mcmc, map as _map
+=====================  ==========================================================
+``importance``         weighted particles and an evidence estimate (static models)
+``smc``                particle filter for sequence composites; tempered SMC otherwise
+``mcmc``               ``mh``, ``random_walk``, ``mala`` kernels and ``chain``
+``map``                gradient MAP over continuous latents, restarts vmapped
+``evidence``           log-mean-exp, ESS, standard errors of log evidence
+``resample``           systematic, stratified, multinomial, residual resamplers
+=====================  ==========================================================
+"""
+
+from ppl.infer import evidence, importance as _importance, map as _map, mcmc, resample
+from ppl.infer import numpyro_interop as _numpyro_interop, smc as _smc
 from ppl.infer.evidence import *  # noqa: F401,F403
 from ppl.infer.importance import *  # noqa: F401,F403
 from ppl.infer.map import *  # noqa: F401,F403
 from ppl.infer.mcmc import *  # noqa: F401,F403
+from ppl.infer.numpyro_interop import *  # noqa: F401,F403
+from ppl.infer.resample import resample as resample_particles  # noqa: F401
+from ppl.infer.smc import *  # noqa: F401,F403
 
-__all__ = evidence.__all__ + _importance.__all__ + _map.__all__ + mcmc.__all__ + ["evidence", "mcmc"]
+__all__ = (
+    evidence.__all__
+    + _importance.__all__
+    + _map.__all__
+    + mcmc.__all__
+    + _numpyro_interop.__all__
+    + _smc.__all__
+    + ["evidence", "mcmc", "resample", "resample_particles"]
+)
