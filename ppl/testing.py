@@ -108,7 +108,12 @@ def check_generate_fully_constrained(model: GenerativeFunction, args: Sequence, 
 def check_generate_unconstrained(
     model: GenerativeFunction, args: Sequence, key: jax.Array, tol=None, *, factors: bool = False
 ) -> None:
-    """``generate`` with no constraints is ``simulate``; its weight is 0 (the factors, if any)."""
+    """``generate`` with no constraints is ``simulate``; its weight is 0.
+
+    With ``factors=True`` (a model using ``ppl.factor``) the weight is the sum of
+    the factors, which this generic check cannot separate from the score: only
+    the agreement with ``simulate`` is checked then.
+    """
     trace, log_weight = model.generate(key, {}, *args)
     simulated = model.simulate(key, *args)
     _close(trace.score, simulated.score, f"{model.name}: generate(key, {{}}) != simulate(key)", tol)

@@ -8,7 +8,7 @@ quantity                              formula
 ====================================  ===============================================
 ``log_mean_exp(l)``                   ``log((1/n) sum_i exp(l_i))`` = ``log Z_hat``
 ``normalized_weights(l)``             ``w_i / sum_j w_j``
-``effective_sample_size(l)``          ``(sum_i w_i)^2 / sum_i w_i^2``, in ``[1, n]``
+``effective_sample_size(l)``          ``(sum_i w_i)^2 / sum_i w_i^2``, in ``[1, n]`` (0 when every weight is 0)
 ``log_mean_exp_standard_error(l)``    ``sqrt((n / ESS - 1) / (n - 1))``
 ====================================  ===============================================
 

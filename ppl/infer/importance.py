@@ -113,7 +113,7 @@ class ImportanceResult(NamedTuple):
       weights: ``(n,)`` normalised weights ``w_i / sum_j w_j`` (all 0 if every
         ``w_i = 0``).
       log_evidence: ``()`` ``log((1/n) sum_i w_i)``, estimating ``log p(obs; args)``.
-      effective_sample_size: ``()`` ``(sum w)^2 / sum w^2``, in ``[1, n]``.
+      effective_sample_size: ``()`` ``(sum w)^2 / sum w^2``, in ``[1, n]`` (0 when every weight is 0).
       log_evidence_standard_error: ``()`` delta-method standard error of
         ``log_evidence``, ``sqrt((n / ESS - 1) / (n - 1))``.
       observations: the observed choices (as the model stored them), once.
@@ -225,13 +225,16 @@ def _threefry2x32(key0, key1, count0, count1):
 
 def _particle_random_bits(data, bit_width, shape):
     size = math.prod(shape)
-    counter_high = jnp.broadcast_to(data[2], (size,))
-    counter_low = jnp.arange(size, dtype=_U32)
+    # one hash gives two 32-bit words: 64-bit draws take both, narrower draws
+    # take one word each, so ceil(size / 2) hashes serve ``size`` draws
+    hashes = size if bit_width == 64 else -(-size // 2)
+    counter_high = jnp.broadcast_to(data[2], (hashes,))
+    counter_low = jnp.arange(hashes, dtype=_U32)
     high, low = _threefry2x32(data[0] ^ data[3], data[1] ^ data[4], counter_high, counter_low)
     if bit_width == 64:
         bits = (high.astype(jnp.uint64) << 32) | low.astype(jnp.uint64)
     else:
-        bits = (high ^ low).astype(jnp.dtype(f"uint{bit_width}"))
+        bits = jnp.concatenate([high, low])[:size].astype(jnp.dtype(f"uint{bit_width}"))
     return bits.reshape(shape)
 
 

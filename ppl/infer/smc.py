@@ -153,6 +153,7 @@ def smc(
     if sequence:
         result = _run_filter(key, model, obs, dynamic_args, static_args, config, progress)
     else:
+        tempering.check_observations_are_leaves(model, obs, args)
         result = _run_tempering(key, model, obs, dynamic_args, static_args, config, progress)
     if result.traces is not None:
         result = result._replace(traces=result.traces._replace(args=tuple(args)))

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ppl.choices import ChoiceMap
+from ppl.errors import InferenceError
 from ppl.infer.evidence import _log_sum_exp, normalized_weights
 from ppl.infer.filtering import (
     SMCConfig,
@@ -101,6 +102,46 @@ def tempered_score(score, log_likelihood, beta):
 def _scaled(log_likelihood, factor):
     """``factor * log L`` with ``0 * (-inf) = 0``."""
     return jnp.where(factor > 0, factor * log_likelihood, 0.0)
+
+
+def check_observations_are_leaves(model, observed: ChoiceMap, args: tuple) -> None:
+    """Raise ``InferenceError`` when a latent choice or factor reads an observed value.
+
+    ``Tempered.log_prior`` re-runs the model with only the latent choices fixed,
+    so the observed sites are re-sampled; that is the prior of the latents only
+    when nothing downstream depends on an observation. Checked eagerly on one
+    particle: the prior of the same latents under two different re-sampled
+    observations must agree. (Inside ``jit`` the check cannot run.)
+    """
+    signature = (model, observed.addresses(), _shapes(args))
+    if signature in _CHECKED:
+        return
+    trace, _ = model.generate(jax.random.key(1), observed, *args)
+    latent = trace.choices.filter([a for a in trace.choices.addresses() if a not in observed])
+    _, first = model.run(jax.random.key(2), latent, tuple(args), False)
+    _, second = model.run(jax.random.key(3), latent, tuple(args), False)
+    first, second = float(first), float(second)
+    if first != second and not (abs(first - second) <= 1e-5 * max(1.0, abs(first))):
+        raise InferenceError(
+            "tempered SMC needs the observations to be leaves of the model: it splits the "
+            "score into prior and likelihood by re-running the model with the latent choices "
+            "fixed, but here a later choice or ppl.factor depends on an observed value, so that "
+            f"split is wrong (the latents' prior came out as {first:.4g} and {second:.4g} for two "
+            "re-sampled observations). Use ppl.infer.importance, or MCMC on the posterior "
+            "(ppl.infer.mcmc), or restructure the model so observations come last.",
+            model=model.name,
+        )
+    _CHECKED.add(signature)
+
+
+_CHECKED: set = set()  # (model, observed addresses, argument shapes) already checked
+
+
+def _shapes(tree) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple(
+        (jnp.shape(leaf), jnp.result_type(leaf).name) if hasattr(leaf, "shape") else leaf for leaf in leaves
+    )
 
 
 class TemperingState(NamedTuple):

@@ -564,3 +564,22 @@ def test_gpu_filter_script_runs_on_the_cpu(tmp_path, monkeypatch, capsys):
     report = json.loads((tmp_path / "gpu_filter.json").read_text())
     assert report["correctness"]["ok"] and len(report["rows"]) == 16
     assert "naive: searchsorted default, every step" in capsys.readouterr().out
+
+
+def test_tempering_refuses_models_whose_latents_read_an_observation():
+    # y is observed and z depends on it: the prior/likelihood split by re-running the
+    # model with only the latents fixed would be wrong, so smc must say so, not guess.
+    @ppl.model
+    def downstream():
+        y = ppl.sample("y", dist.Normal(0.0, 1.0))
+        ppl.sample("z", dist.Normal(y, 0.1))
+
+    @ppl.model
+    def factor_reads_observation():
+        x = ppl.sample("x", dist.Normal(0.0, 1.0))
+        y = ppl.sample("y", dist.Normal(x, 1.0))
+        ppl.factor(-(y**2))
+
+    for model in (downstream, factor_reads_observation):
+        with pytest.raises(ppl.errors.InferenceError, match="observations to be leaves"):
+            smc(jax.random.key(0), model, {"y": 2.0}, n=64)
