@@ -113,7 +113,7 @@ class Unfold(GenerativeFunction):
                 model=self.name,
             )
         init_state, *extra = args
-        init_state = jax.tree.map(_strong_array, init_state)
+        init_state = jax.tree.map(strong_array, init_state)
         _check_time_axis(constraints, self.steps)
         keys = None if assess else jax.random.split(key, self.steps)
         times = jnp.arange(self.steps)
@@ -121,7 +121,7 @@ class Unfold(GenerativeFunction):
         def advance(state, inputs):
             key_t, constraints_t, t = inputs
             trace_t, weight_t = self.step.run(key_t, constraints_t, (t, state, *extra), assess)
-            new_state = _same_type_state(state, trace_t.retval, self.step.name)
+            new_state = same_type_state(state, trace_t.retval, self.step.name)
             return new_state, (trace_t.choices, trace_t.score, weight_t, new_state)
 
         try:
@@ -165,7 +165,7 @@ class Unfold(GenerativeFunction):
         """
         args = args or tuple(trace.args)
         init_state, *extra = args
-        init_state = jax.tree.map(_strong_array, init_state)
+        init_state = jax.tree.map(strong_array, init_state)
         previous = jax.tree.map(
             lambda first, stacked: jnp.concatenate([first[None].astype(stacked.dtype), stacked[:-1]]),
             init_state,
@@ -283,7 +283,7 @@ def _check_time_axis(constraints: ChoiceMap, steps: int) -> None:
                 )
 
 
-def _strong_array(leaf: Any) -> jax.Array:
+def strong_array(leaf: Any) -> jax.Array:
     """``jnp.asarray`` without a weak type, so the scan carry has one fixed type."""
     array = jnp.asarray(leaf)
     return lax.convert_element_type(array, array.dtype) if getattr(array, "weak_type", False) else array
@@ -293,7 +293,7 @@ def _describe_state(state: Any) -> str:
     return str(jax.tree.map(lambda leaf: f"{jnp.result_type(leaf)}{list(jnp.shape(leaf))}", state))
 
 
-def _same_type_state(state: Any, new_state: Any, step_name: str) -> Any:
+def same_type_state(state: Any, new_state: Any, step_name: str) -> Any:
     """The new state, checked to match the carried state (and cast off weak types)."""
     fix = (
         f" The step '{step_name}' must return a new state with the same structure, shapes "

@@ -56,6 +56,7 @@ __all__ = [
     "effective_sample_size",
     "log_mean_exp_standard_error",
     "combine_log_evidence",
+    "log_sum_exp",
 ]
 
 
@@ -71,7 +72,7 @@ class EvidenceEstimate(NamedTuple):
     standard_error: jax.Array
 
 
-def _log_sum_exp(log_values: jax.Array) -> jax.Array:
+def log_sum_exp(log_values: jax.Array) -> jax.Array:
     """``log sum exp`` over the last axis; ``-inf`` (not NaN) when every value is ``-inf``."""
     peak = jnp.max(log_values, axis=-1, keepdims=True)
     safe_peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
@@ -89,7 +90,7 @@ def log_mean_exp(log_values: jax.Array) -> jax.Array:
       ``(...)`` array; ``-inf`` when every value is ``-inf``.
     """
     log_values = jnp.asarray(log_values)
-    return _log_sum_exp(log_values) - jnp.log(log_values.shape[-1])
+    return log_sum_exp(log_values) - jnp.log(log_values.shape[-1])
 
 
 def normalized_weights(log_weights: jax.Array) -> jax.Array:
@@ -102,7 +103,7 @@ def normalized_weights(log_weights: jax.Array) -> jax.Array:
       ``(..., n)`` weights summing to 1 (or all 0).
     """
     log_weights = jnp.asarray(log_weights)
-    total = _log_sum_exp(log_weights)[..., None]
+    total = log_sum_exp(log_weights)[..., None]
     finite = jnp.isfinite(total)
     return jnp.where(finite, jnp.exp(log_weights - jnp.where(finite, total, 0.0)), 0.0)
 

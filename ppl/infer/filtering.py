@@ -39,9 +39,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from ppl.choices import ChoiceMap
-from ppl.compose.sequence import Seq, Unfold, _same_type_state, _strong_array
+from ppl.compose.sequence import Seq, Unfold, same_type_state, strong_array
 from ppl.errors import InferenceError, PPLError
-from ppl.infer.evidence import _log_sum_exp, normalized_weights
+from ppl.infer.evidence import log_sum_exp, normalized_weights
 from ppl.infer.importance import particle_keys
 from ppl.infer.resample import resample
 from ppl.model import GenerativeFunction, Trace
@@ -125,8 +125,8 @@ def backend_defaults(backend: str) -> dict[str, str]:
 
 def weight_summary(log_weights: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(log sum w, ESS)``; ESS is 0 (not NaN) when every weight is zero."""
-    total = _log_sum_exp(log_weights)
-    log_ess = 2.0 * total - _log_sum_exp(2.0 * log_weights)
+    total = log_sum_exp(log_weights)
+    log_ess = 2.0 * total - log_sum_exp(2.0 * log_weights)
     return total, jnp.where(jnp.isfinite(total), jnp.exp(log_ess), 0.0)
 
 
@@ -303,7 +303,7 @@ def _step_keys(seed_key, g, n):
 
 
 def _initial_states(args, n):
-    init_state = jax.tree.map(_strong_array, args[0])
+    init_state = jax.tree.map(strong_array, args[0])
     return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (n,) + leaf.shape), init_state)
 
 
@@ -324,7 +324,7 @@ def _scan_unfold(chain, observed, extra, states, population, times, offset, keys
 
         def extend(key, state):
             trace, log_weight = step.generate(key, observed_t, t, state, *extra)
-            new_state = _same_type_state(state, trace.retval, step.name)
+            new_state = same_type_state(state, trace.retval, step.name)
             return trace.choices, trace.score, new_state, log_weight
 
         choices, score, new_states, log_increment = jax.vmap(extend)(step_keys, states)

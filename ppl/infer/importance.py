@@ -88,6 +88,7 @@ from ppl.infer.evidence import (
     log_mean_exp_standard_error,
     normalized_weights,
 )
+from ppl.infer.arguments import is_traced, join_args, split_args
 from ppl.model import GenerativeFunction, Trace
 
 __all__ = [
@@ -301,7 +302,7 @@ def _summarise(particles: _Particles, args: tuple, obs: ChoiceMap) -> Importance
 
 def _program(key, obs, dynamic_args, *, model, proposal, n, static_args):
     """The whole computation for one call; jitted with everything after ``*`` static."""
-    args = _join_args(dynamic_args, static_args)
+    args = join_args(dynamic_args, static_args)
     return _summarise(particle_block(key, 0, n, model, proposal, obs, args), (), obs)
 
 
@@ -343,10 +344,10 @@ def importance(
     """
     _check_call(model, proposal, n)
     obs = _as_observations(obs, model)
-    if _is_traced((key, obs, args)):
+    if is_traced((key, obs, args)):
         particles = particle_block(key, 0, n, model, proposal, obs, args)
         return _summarise(particles, args, obs)
-    dynamic_args, static_args = _split_args(args, model)
+    dynamic_args, static_args = split_args(args, model)
     result = _compiled_program(key, obs, dynamic_args, model=model, proposal=proposal, n=n, static_args=static_args)
     result = result._replace(traces=result.traces._replace(args=tuple(args)))
     _check_result(result, key, model, obs, args)
@@ -426,37 +427,6 @@ def _as_observations(obs, model) -> ChoiceMap:
             model=model.name,
         )
     return obs
-
-
-def _is_traced(tree) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(tree))
-
-
-def _is_array(leaf) -> bool:
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic))
-
-
-def _split_args(args: tuple, model):
-    """Arrays are traced; everything else is static (part of the compilation cache key)."""
-    leaves, treedef = jax.tree_util.tree_flatten(tuple(args))
-    dynamic = tuple(leaf for leaf in leaves if _is_array(leaf))
-    static = (treedef, tuple(None if _is_array(leaf) else leaf for leaf in leaves))
-    try:
-        hash(static)
-    except TypeError:
-        raise ModelDefinitionError(
-            "importance treats non-array arguments as compile-time constants, so they must be "
-            f"hashable; got {args!r}. Pass arrays (jnp.asarray(...)) or hashable values.",
-            model=model.name,
-        ) from None
-    return dynamic, static
-
-
-def _join_args(dynamic: tuple, static) -> tuple:
-    treedef, static_leaves = static
-    arrays = iter(dynamic)
-    leaves = [next(arrays) if leaf is None else leaf for leaf in static_leaves]
-    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _check_result(result: ImportanceResult, key, model, obs, args) -> None:

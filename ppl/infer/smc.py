@@ -78,11 +78,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.choices import ChoiceMap, as_choice_map
-from ppl.compose.sequence import Unfold
+from ppl.compose.sequence import Unfold, strong_array
 from ppl.errors import CompositionError, InferenceError, ModelDefinitionError
 from ppl.infer import filtering, tempering
 from ppl.infer.filtering import SMCConfig, SMCResult
-from ppl.infer.importance import _is_traced, _join_args, _split_args
+from ppl.infer.arguments import is_traced, join_args, split_args
 from ppl.infer.progress import progress_bar, progress_enabled
 from ppl.infer.resample import RESAMPLERS, ResampleMethodError
 from ppl.model import GenerativeFunction, Model
@@ -143,12 +143,12 @@ def smc(
     sequence = filtering.is_sequence(model)
     if not sequence:
         _check_tempering_ess(model, ess)
-    if _is_traced((key, obs, args)):
+    if is_traced((key, obs, args)):
         program = filtering.filter_program if sequence else tempering.tempering_program
         _validate(model, obs, args)
         return program(key, model, obs, tuple(args), config)
     obs = _strong(obs)
-    dynamic_args, static_args = _split_args(args, model)
+    dynamic_args, static_args = split_args(args, model)
     dynamic_args = _strong(dynamic_args)
     if sequence:
         result = _run_filter(key, model, obs, dynamic_args, static_args, config, progress)
@@ -214,13 +214,7 @@ def _as_observations(obs, model) -> ChoiceMap:
 def _strong(tree):
     """Weakly typed arrays (``jnp.full(10, 1.0)``) made strong, so that they hit the same
     compiled program as strongly typed data of the same shape."""
-
-    def strong(leaf):
-        if isinstance(leaf, jax.Array) and leaf.weak_type:
-            return jax.lax.convert_element_type(leaf, leaf.dtype)
-        return leaf
-
-    return jax.tree.map(strong, tree)
+    return jax.tree.map(lambda leaf: strong_array(leaf) if isinstance(leaf, jax.Array) else leaf, tree)
 
 
 def _check_tempering_ess(model, ess) -> None:
@@ -281,7 +275,7 @@ def _reject_hidden_unfold(model, args) -> None:
 
 @functools.partial(jax.jit, static_argnames=("model", "static_args", "config"))
 def _filter_whole(key, obs, dynamic_args, *, model, static_args, config):
-    args = _join_args(dynamic_args, static_args)
+    args = join_args(dynamic_args, static_args)
     _validate(model, obs, args)
     return filtering.filter_program(key, model, obs, args, config)
 
@@ -298,20 +292,20 @@ def _run_filter(key, model, obs, dynamic_args, static_args, config, progress) ->
 
 @functools.partial(jax.jit, static_argnames=("model", "static_args", "config"))
 def _chunk_start(key, obs, dynamic_args, *, model, static_args, config):
-    args = _join_args(dynamic_args, static_args)
+    args = join_args(dynamic_args, static_args)
     _validate(model, obs, args)
     return filtering.filter_start(key, model, args, config)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "static_args", "config", "length"))
 def _chunk_run(carry, obs_chunk, offset, dynamic_args, *, model, static_args, config, length):
-    args = _join_args(dynamic_args, static_args)
+    args = join_args(dynamic_args, static_args)
     return filtering.filter_chunk(carry, model, obs_chunk, offset, length, args, config)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "static_args", "config"))
 def _chunk_finish(carry, obs, records, dynamic_args, *, model, static_args, config):
-    args = _join_args(dynamic_args, static_args)
+    args = join_args(dynamic_args, static_args)
     return filtering.filter_finish(carry, model, obs, records, args, config)
 
 
@@ -334,14 +328,14 @@ def _filter_in_chunks(key, model, obs, dynamic_args, static_args, config, progre
 
 @functools.partial(jax.jit, static_argnames=("model", "static_args", "config"))
 def _tempering_start(key, obs, dynamic_args, *, model, static_args, config):
-    args = _join_args(dynamic_args, static_args)
+    args = join_args(dynamic_args, static_args)
     _validate(model, obs, args)
     return tempering.tempering_init(key, model, obs, args, config)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "observed_addresses", "static_args", "config"))
 def _tempering_stage(state, key, dynamic_args, *, model, observed_addresses, static_args, config):
-    args = _join_args(dynamic_args, static_args)
+    args = join_args(dynamic_args, static_args)
     return tempering.tempering_stage(state, key, model, observed_addresses, args, config)
 
 
@@ -361,7 +355,7 @@ def _run_tempering(key, model, obs, dynamic_args, static_args, config, progress)
             bar.update(reached - bar.count)
             if float(state.beta) >= 1.0:
                 break
-    args = _join_args(dynamic_args, static_args)
+    args = join_args(dynamic_args, static_args)
     return tempering.tempering_finish(state, tempering.stack_records(records), args, config)
 
 

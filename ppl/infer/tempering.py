@@ -42,7 +42,7 @@ from jax import lax
 
 from ppl.choices import ChoiceMap
 from ppl.errors import InferenceError
-from ppl.infer.evidence import _log_sum_exp, normalized_weights
+from ppl.infer.evidence import log_sum_exp, normalized_weights
 from ppl.infer.filtering import (
     SMCConfig,
     SMCResult,
@@ -179,7 +179,7 @@ def tempering_init(key, model, observed: ChoiceMap, args: tuple, config: SMCConf
         return (trace.choices, score, (trace.retval, log_likelihood)), factors
 
     particles, log_weights = jax.vmap(one)(particle_keys(seed_key, 0, config.n))
-    total = _log_sum_exp(log_weights)
+    total = log_sum_exp(log_weights)
     return TemperingState(particles, log_weights, total, jnp.zeros(()), jnp.zeros((), jnp.int32))
 
 
@@ -190,7 +190,7 @@ def next_increment(log_weights, total, log_likelihood, beta, target: float) -> j
 
     def log_cess(delta):
         step = _scaled(log_likelihood, delta)
-        return 2.0 * _log_sum_exp(normalised + step) - _log_sum_exp(normalised + 2.0 * step)
+        return 2.0 * log_sum_exp(normalised + step) - log_sum_exp(normalised + 2.0 * step)
 
     remaining = 1.0 - beta
 
