@@ -10,6 +10,8 @@ under ``jit`` gives a documented ``-inf`` score, never a NaN.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
 import jax
@@ -20,7 +22,7 @@ from numpyro.distributions.distribution import MaskedDistribution
 
 from ppl.errors import DtypeError, NonFiniteError, ParameterError, ShapeError, SupportError
 
-__all__ = ["is_concrete", "check_constraint", "check_parameters", "site_log_density"]
+__all__ = ["is_concrete", "check_constraint", "check_parameters", "site_log_density", "values_in_support"]
 
 
 def is_concrete(value: Any) -> bool:
@@ -147,10 +149,32 @@ def check_parameters(distribution: Distribution) -> None:
             )
 
 
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def values_in_support():
+    """Within this block (at trace time), traced constrained values are trusted to lie
+    in their distributions' supports, so ``site_log_density`` skips its ``-inf`` mask.
+
+    For inference programs that guarantee it: observations checked eagerly before
+    the program runs, and latent values that are in the support by construction
+    (e.g. ``ppl.infer.map``'s bijections from unconstrained space). Never for
+    kernels that can propose values outside the support (random-walk MH).
+    """
+    previous = getattr(_state, "trusted", False)
+    _state.trusted = True
+    try:
+        yield
+    finally:
+        _state.trusted = previous
+
+
 def site_log_density(distribution: Distribution, value: jax.Array) -> jax.Array:
-    """Sum of ``log_prob(value)``; ``-inf`` (not NaN) where a traced value is off-support."""
+    """Sum of ``log_prob(value)``; ``-inf`` (not NaN) where a traced value is off-support
+    (unless inside :func:`values_in_support`)."""
     log_prob = distribution.log_prob(value)
-    if not is_concrete(value):
+    if not is_concrete(value) and not getattr(_state, "trusted", False):
         ok = _support_ok(distribution, value)
         if ok is not None:
             log_prob = jnp.where(ok, log_prob, -jnp.inf)

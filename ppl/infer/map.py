@@ -68,7 +68,7 @@ from ppl.choices import ChoiceMap, as_choice_map
 from ppl.errors import InferenceError, PPLError
 from ppl.infer.unconstrained import Site, constrain, join_static, model_sites, split_static, unconstrain
 from ppl.model import GenerativeFunction, Trace
-from ppl.validation import describe, is_concrete
+from ppl.validation import describe, is_concrete, values_in_support
 
 __all__ = ["map", "MapResult", "MapRestarts"]
 
@@ -368,7 +368,10 @@ def _optimise(
 
         def loss(u):
             choices, _ = constrain(model, base, u, args)
-            return -model.assess(choices, *args).log_density
+            # observations were checked eagerly and the latents are in their supports
+            # by construction (bijections from unconstrained space): skip the -inf masks
+            with values_in_support():
+                return -model.assess(choices, *args).log_density
 
         loss_and_grad = jax.value_and_grad(loss)
 
