@@ -38,6 +38,7 @@ from jax.extend.random import define_prng_impl
 from numpyro import handlers
 
 import ppl
+from ppl.infer.importance import _threefry2x32
 from benchmarks import common
 from ppl import dist
 from ppl.infer.progress import progress_bar
@@ -137,17 +138,8 @@ def handwritten_key_per_particle(key, design, y, n):
 _U32 = jnp.uint32
 
 
-def _threefry2x32_unrolled(key0, key1, count0, count1):
-    schedule = (key0, key1, key0 ^ key1 ^ _U32(0x1BD11BDA))
-    x0, x1 = count0 + schedule[0], count1 + schedule[1]
-    for step in range(5):
-        for rotation in ((13, 15, 26, 6), (17, 29, 16, 24))[step % 2]:
-            x0 = x0 + x1
-            x1 = (x1 << _U32(rotation)) | (x1 >> _U32(32 - rotation))
-            x1 = x0 ^ x1
-        x0 = x0 + schedule[(step + 1) % 3]
-        x1 = x1 + schedule[(step + 2) % 3] + _U32(step + 1)
-    return x0, x1
+# the same unrolled threefry2x32 ppl's particle keys use (bit for bit jax's)
+_threefry2x32_unrolled = _threefry2x32
 
 
 def _unrolled_bits(data, bit_width, shape):
