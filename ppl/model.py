@@ -354,7 +354,7 @@ class _Execution:
             elif self.assess:
                 raise MissingChoiceError(
                     "assess needs a value for every random choice, and the choice map has none "
-                    f"here. Add it (e.g. {{'{{address}}': value}}), or use generate(key, choices, ...) "
+                    "here. Add it (e.g. {'{address}': value}), or use generate(key, choices, ...) "
                     "to sample the missing choices."
                 )
             else:

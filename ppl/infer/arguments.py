@@ -1,8 +1,11 @@
-"""Arguments of an inference call: which are traced arrays, which compile-time constants.
+"""Arguments and results of an eager inference call, shared by ``importance`` and ``smc``.
+
+Which arguments are traced arrays and which compile-time constants, and the
+check of an eager result's evidence.
 
 As in ``equinox.filter_jit``: array arguments are traced, every other argument
 (Python numbers, strings, functions) is static and part of the compiled
-program's cache key. Shared by ``importance`` and ``smc``.
+program's cache key.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ppl.errors import ModelDefinitionError
+from ppl.errors import InferenceError, ModelDefinitionError
 
-__all__ = ["is_traced", "is_array", "split_args", "join_args"]
+__all__ = ["is_traced", "is_array", "split_args", "join_args", "check_log_evidence"]
 
 
 def is_traced(tree) -> bool:
@@ -44,3 +47,51 @@ def join_args(dynamic: tuple, static) -> tuple:
     arrays = iter(dynamic)
     leaves = [next(arrays) if leaf is None else leaf for leaf in static_leaves]
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def check_log_evidence(
+    log_evidence, log_weights, key, model, obs, args, *, increments=None, unit: str = "step"
+) -> None:
+    """After an eager run: raise a clear error when the evidence is NaN or infinite.
+
+    An invalid observation (NaN, off-support) is found first by an eager
+    ``generate``, which raises the core's error naming the address. Otherwise an
+    ``InferenceError`` says how many particles failed and, given the per-step
+    ``increments`` (SMC), at which ``unit`` (step or temperature stage).
+    """
+    log_evidence = float(log_evidence)
+    if np.isfinite(log_evidence):
+        return
+    log_weights = np.asarray(log_weights)
+    n = log_weights.shape[0]
+    if log_evidence < 0 or np.isnan(log_evidence):
+        model.generate(key, obs, *args)  # raises NonFiniteError, SupportError, ... naming the address
+    increments = None if increments is None else np.asarray(increments)
+    if np.isnan(log_evidence):
+        bad = int(np.sum(np.isnan(log_weights)))
+        where = ""
+        if increments is not None and np.isnan(increments).any():
+            where = f" at {unit} {int(np.argmax(np.isnan(increments)))}"
+        raise InferenceError(
+            f"{bad} of {n} particles have a NaN log weight{where}, so the evidence is undefined. "
+            "A NaN comes from the model's own arithmetic (e.g. log of a negative number, 0/0, "
+            "a distribution parameter computed as NaN); check the model with "
+            f"{model.name}.generate(key, obs, ...) on a few keys.",
+            model=model.name,
+        )
+    if log_evidence > 0:
+        raise InferenceError(
+            f"the log evidence is +inf: some of the {n} particles have an infinite weight "
+            "(a ppl.factor of +inf or an unbounded density). Check the model's factors.",
+            model=model.name,
+        )
+    where = ""
+    if increments is not None:
+        where = f" from {unit} {int(np.argmax(np.isneginf(increments))) if np.isneginf(increments).any() else 0} on"
+    raise InferenceError(
+        f"every one of the {n} particles has zero weight (log weight -inf){where}, so the evidence "
+        "estimate is -inf and the weights cannot be normalised. No particle is consistent with "
+        "the observations: check that they are possible under the model (its supports and "
+        "ppl.factor terms), use more particles, or a proposal closer to the posterior.",
+        model=model.name,
+    )

@@ -88,7 +88,7 @@ from ppl.infer.evidence import (
     log_mean_exp_standard_error,
     normalized_weights,
 )
-from ppl.infer.arguments import is_traced, join_args, split_args
+from ppl.infer.arguments import check_log_evidence, is_traced, join_args, split_args
 from ppl.model import GenerativeFunction, Trace
 
 __all__ = [
@@ -430,36 +430,7 @@ def _as_observations(obs, model) -> ChoiceMap:
 
 
 def _check_result(result: ImportanceResult, key, model, obs, args) -> None:
-    log_evidence = float(result.log_evidence)
-    if np.isfinite(log_evidence):
-        return
-    log_weights = np.asarray(result.log_weights)
-    n = log_weights.shape[0]
-    if log_evidence < 0 or np.isnan(log_evidence):
-        # NaN / -inf: first find out whether an observation is invalid (NaN, off-support)
-        model.generate(key, obs, *args)  # raises NonFiniteError, SupportError, ... naming the address
-    if np.isnan(log_evidence):
-        bad = int(np.sum(np.isnan(log_weights)))
-        raise InferenceError(
-            f"{bad} of {n} particles have a NaN log weight, so the evidence is undefined. "
-            "A NaN comes from the model's own arithmetic (e.g. log of a negative number, 0/0, "
-            "a distribution parameter computed as NaN); check the model with "
-            f"{model.name}.generate(key, obs, ...) on a few keys.",
-            model=model.name,
-        )
-    if log_evidence > 0:
-        raise InferenceError(
-            f"the log evidence is +inf: some of the {n} particles have an infinite weight "
-            "(a ppl.factor of +inf or an unbounded density). Check the model's factors.",
-            model=model.name,
-        )
-    raise InferenceError(
-        f"every one of the {n} particles has zero weight (log weight -inf), so the evidence "
-        "estimate is -inf and the weights cannot be normalised. No particle is consistent with "
-        "the observations: use more particles, a proposal closer to the posterior, or check "
-        "that the observations are possible under the model.",
-        model=model.name,
-    )
+    check_log_evidence(result.log_evidence, result.log_weights, key, model, obs, args)
 
 
 def _check_proposal(proposal, model, proposed: ChoiceMap, obs: ChoiceMap) -> None:

@@ -82,7 +82,7 @@ from ppl.compose.sequence import Unfold, strong_array
 from ppl.errors import CompositionError, InferenceError, ModelDefinitionError
 from ppl.infer import filtering, tempering
 from ppl.infer.filtering import SMCConfig, SMCResult
-from ppl.infer.arguments import is_traced, join_args, split_args
+from ppl.infer.arguments import check_log_evidence, is_traced, join_args, split_args
 from ppl.infer.progress import progress_bar, progress_enabled
 from ppl.infer.resample import RESAMPLERS, ResampleMethodError
 from ppl.model import GenerativeFunction, Model
@@ -365,35 +365,13 @@ def _run_tempering(key, model, obs, dynamic_args, static_args, config, progress)
 
 
 def _check_result(result: SMCResult, key, model, obs, args) -> None:
-    log_evidence = float(result.log_evidence)
-    if np.isfinite(log_evidence):
-        return
-    n = result.log_weights.shape[0]
-    if log_evidence < 0 or np.isnan(log_evidence):
-        model.generate(key, obs, *args)  # raises NonFiniteError, SupportError, ... naming the address
-    increments = np.asarray(result.log_evidence_increments)
-    unit = "step" if result.temperatures is None else "temperature stage"
-    if np.isnan(log_evidence):
-        where = int(np.argmax(np.isnan(increments))) if np.isnan(increments).any() else None
-        raise InferenceError(
-            f"the evidence is NaN: particles got NaN log weights"
-            + (f" at {unit} {where}" if where is not None else "")
-            + ". A NaN comes from the model's own arithmetic (e.g. log of a negative number, 0/0, a "
-            "distribution parameter computed as NaN); check the model with "
-            f"{model.name}.generate(key, obs, ...) on a few keys.",
-            model=model.name,
-        )
-    if log_evidence > 0:
-        raise InferenceError(
-            f"the log evidence is +inf: some of the {n} particles have an infinite weight (a ppl.factor "
-            "of +inf or an unbounded density). Check the model's factors.",
-            model=model.name,
-        )
-    where = int(np.argmax(np.isneginf(increments))) if np.isneginf(increments).any() else 0
-    raise InferenceError(
-        f"every one of the {n} particles has zero weight (log weight -inf) from {unit} {where} on, so the "
-        "evidence estimate is -inf and the weights cannot be normalised. No particle is consistent with "
-        "the observations there: check that they are possible under the model (its supports and "
-        "ppl.factor terms), or use more particles.",
-        model=model.name,
+    check_log_evidence(
+        result.log_evidence,
+        result.log_weights,
+        key,
+        model,
+        obs,
+        args,
+        increments=result.log_evidence_increments,
+        unit="step" if result.temperatures is None else "temperature stage",
     )

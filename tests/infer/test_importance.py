@@ -11,7 +11,6 @@ from ppl.infer.importance import particle_block
 from ppl.testing import (
     beta_bernoulli_log_evidence,
     linear_regression_log_evidence,
-    linear_regression_posterior,
     normal_normal_log_evidence,
     normal_normal_posterior,
 )
