@@ -7,11 +7,13 @@
 ``map``                gradient MAP over continuous latents, restarts vmapped
 ``evidence``           log-mean-exp, ESS, standard errors of log evidence
 ``resample``           systematic, stratified, multinomial, residual resamplers
+``classify``           posterior over named hypotheses from their evidence
 =====================  ==========================================================
 """
 
-from ppl.infer import evidence, importance as _importance, map as _map, mcmc, resample
+from ppl.infer import classify as _classify, evidence, importance as _importance, map as _map, mcmc, resample
 from ppl.infer import numpyro_interop as _numpyro_interop, smc as _smc
+from ppl.infer.classify import *  # noqa: F401,F403
 from ppl.infer.evidence import *  # noqa: F401,F403
 from ppl.infer.importance import *  # noqa: F401,F403
 from ppl.infer.map import *  # noqa: F401,F403
@@ -21,7 +23,8 @@ from ppl.infer.resample import resample as resample_particles  # noqa: F401
 from ppl.infer.smc import *  # noqa: F401,F403
 
 __all__ = (
-    evidence.__all__
+    _classify.__all__
+    + evidence.__all__
     + _importance.__all__
     + _map.__all__
     + mcmc.__all__

@@ -1,0 +1,441 @@
+"""Analysis by synthesis: a posterior over named hypotheses from their evidence.
+
+``classify(key, models, obs, ...)`` asks each hypothesis (a generative model)
+how well it explains the observations and turns the answers into posterior
+probabilities::
+
+    log_posterior[k] = log p(obs | model_k) + log prior[k] - log sum_j p(obs | model_j) prior[j]
+
+where ``log p(obs | model_k)`` is estimated per hypothesis, by importance
+sampling with ``n`` particles unless an ``estimator`` is given (MAP-refined,
+SMC, ...).
+
+**Batches.** ``obs`` holds one observation, or many: every observed leaf with
+one extra leading axis ``B``. Which one is found by comparing the leaves'
+shapes with the model's own choices (``batched=`` forces it). A batch runs as
+one compiled program: ``vmap`` over the observations in a chunk, ``lax.map``
+over chunks of ``chunk_size`` observations, so memory stays bounded however
+large ``B`` is; no Python loop over observations.
+
+**Hypotheses.** ``models`` maps names to generative functions, called with
+``*args``, or to pairs ``(model, hypothesis_args)``, called with
+``(*hypothesis_args, *args)``. When every hypothesis is the *same* generative
+function and their arguments have one structure (e.g. one digit model whose
+class prototype is an argument), the arguments are stacked and the
+hypotheses run under one ``vmap``: the model is traced and compiled once for
+all of them. Otherwise each hypothesis is traced in turn, inside the same
+compiled program.
+
+**Randomness.** Observation ``b`` and hypothesis ``k`` use the key
+``fold_in(fold_in(key, b), k)``, so an observation's answer does not depend on
+the batch it came in, nor on ``chunk_size`` (up to floating-point rounding of
+differently-sized vectorised arithmetic).
+
+Example::
+
+    >>> import jax, jax.numpy as jnp, ppl
+    >>> from ppl import dist
+    >>> def centred_at(mean):
+    ...     @ppl.model(name=f"centred_at_{mean}")
+    ...     def model():
+    ...         mu = ppl.sample("mu", dist.Normal(mean, 1.0))
+    ...         ppl.sample("y", dist.Normal(mu, 0.5))
+    ...     return model
+    >>> models = {"low": centred_at(-2.0), "high": centred_at(2.0)}
+    >>> result = ppl.infer.classify(jax.random.key(0), models, {"y": jnp.array([-2.1, 0.3, 2.5])}, n=500)
+    >>> result.probabilities.shape, [result.names[k] for k in result.best.tolist()]
+    ((3, 2), ['low', 'high', 'high'])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.choices import ChoiceMap, as_choice_map
+from ppl.errors import InferenceError, ModelDefinitionError, NonFiniteError, ShapeError
+from ppl.infer.arguments import is_array, is_traced, join_args, split_args
+from ppl.infer.evidence import log_sum_exp
+from ppl.infer.importance import importance
+from ppl.model import GenerativeFunction
+
+__all__ = ["Classification", "classify"]
+
+Estimator = Callable[..., Any]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
+class Classification(Mapping):
+    """The posterior over hypotheses (a pytree, and a ``Mapping`` name -> probability).
+
+    ``K`` is the number of hypotheses, in the order of ``names``; ``...`` is ``()``
+    for one observation and ``(B,)`` for a batch.
+
+    Attributes:
+      names: the hypotheses' names (static).
+      probabilities: ``(..., K)`` posterior probabilities (sum to 1 over ``K``).
+      log_posterior: ``(..., K)`` their logarithms.
+      log_evidence: ``(..., K)`` each hypothesis's ``log p(obs | model)`` estimate.
+      log_evidence_standard_error: ``(..., K)`` its standard error as the
+        estimator reports it (NaN when the estimator reports none).
+
+    ``result[name]`` is that hypothesis's ``(...)`` probability; ``result.best``
+    the ``(...)`` index of the most probable one.
+    """
+
+    names: tuple[str, ...] = dataclasses.field(metadata={"static": True})
+    probabilities: jax.Array
+    log_posterior: jax.Array
+    log_evidence: jax.Array
+    log_evidence_standard_error: jax.Array
+
+    def __getitem__(self, name: str) -> jax.Array:
+        try:
+            index = self.names.index(name)
+        except ValueError:
+            raise KeyError(f"no hypothesis named {name!r}; the hypotheses are {list(self.names)}") from None
+        return self.probabilities[..., index]
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def best(self) -> jax.Array:
+        """``(...)`` int index (into ``names``) of the most probable hypothesis."""
+        return jnp.argmax(self.log_posterior, axis=-1)
+
+    def __repr__(self) -> str:
+        shape = tuple(self.probabilities.shape[:-1])
+        return f"Classification(names={list(self.names)}, batch_shape={shape})"
+
+
+def classify(
+    key: jax.Array,
+    models: Mapping[str, GenerativeFunction | tuple],
+    obs: Mapping | ChoiceMap,
+    *args,
+    n: int = 1000,
+    prior: Mapping[str, float] | None = None,
+    estimator: Estimator | None = None,
+    chunk_size: int | None = None,
+    batched: bool | None = None,
+) -> Classification:
+    """Posterior probabilities of named hypotheses given observations (see the module docstring).
+
+    Args:
+      key: a PRNG key.
+      models: ``{name: model}`` or ``{name: (model, hypothesis_args)}``; at least two.
+      obs: the observed choices ``{address: value}`` of one observation, or of
+        ``B`` observations stacked on a leading axis.
+      *args: arguments shared by every hypothesis (after its own).
+      n: particles per (observation, hypothesis) for the default importance estimator.
+      prior: ``{name: probability}`` over the hypotheses (``None``: uniform).
+      estimator: ``estimator(key, model, obs, *args)`` for one observation and
+        one hypothesis, returning ``log_evidence``, a pair ``(log_evidence,
+        standard_error)`` or a result with a ``log_evidence`` attribute (e.g.
+        ``ppl.infer.smc``'s). It must be jittable and vmappable; define it once
+        (a new function object recompiles). ``None``: importance sampling with
+        ``n`` prior particles.
+      chunk_size: observations per vectorised chunk (``None``: all at once).
+      batched: force the batch detection (``True``: leading axis is the batch).
+
+    Returns:
+      A :class:`Classification`.
+
+    Raises:
+      InferenceError: fewer than two hypotheses, a bad prior, a NaN evidence, or
+        an observation that every hypothesis gives zero probability.
+      ShapeError: observations whose shapes fit neither one observation nor a batch.
+    """
+    names, hypotheses = _check_models(models)
+    log_prior = _log_prior(prior, names)
+    obs = as_choice_map(obs)
+    if not obs:
+        raise InferenceError("classify was given no observations. Pass {address: value} of the observed data.")
+    batch = _batch_size(obs, hypotheses, args, batched)
+    chunk_size = _check_chunk_size(chunk_size, batch)
+    estimator = _default_estimator(n) if estimator is None else estimator
+    traced = is_traced((key, obs, args, [h[1] for h in hypotheses]))
+    if not traced:
+        _check_finite(obs, batch)
+    plan = _plan(hypotheses, args)
+    if traced:
+        log_evidence, standard_error = _program(key, obs, plan.dynamic, structure=plan.structure,
+                                                estimator=estimator, batch=batch, chunk_size=chunk_size)
+    else:
+        log_evidence, standard_error = _compiled_program(
+            key, obs, plan.dynamic, structure=plan.structure, estimator=estimator, batch=batch,
+            chunk_size=chunk_size)
+    result = _posterior(names, log_evidence, standard_error, log_prior)
+    if not traced:
+        _check_result(result, key, obs, hypotheses, args, batch)
+    return result
+
+
+# ---------------------------------------------------------------------------
+# The compiled program
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    dynamic: tuple  # traced arrays: per hypothesis (looped) or stacked (vmapped)
+    structure: tuple  # static: ("vmap", model, static_args) or ("loop", ((model, static_args), ...))
+
+
+def _plan(hypotheses, shared_args) -> _Plan:
+    calls = [(model, tuple(own) + tuple(shared_args)) for model, own in hypotheses]
+    splits = [split_args(call_args, model) for model, call_args in calls]
+    first_model, (first_dynamic, first_static) = calls[0][0], splits[0]
+    same = all(model is first_model for model, _ in calls) and all(
+        static == first_static and _signature(dynamic) == _signature(first_dynamic) for dynamic, static in splits
+    )
+    if same and len(first_dynamic) > 0:
+        stacked = tuple(jnp.stack([jnp.asarray(dynamic[i]) for dynamic, _ in splits]) for i in range(len(first_dynamic)))
+        return _Plan(stacked, ("vmap", first_model, first_static, len(calls)))
+    loop = tuple((model, static) for (model, _), (_, static) in zip(calls, splits))
+    return _Plan(tuple(dynamic for dynamic, _ in splits), ("loop", loop))
+
+
+def _signature(arrays) -> tuple:
+    return tuple((jnp.shape(a), jnp.result_type(a)) for a in arrays)
+
+
+def _evidence_one(key, obs, dynamic, *, structure, estimator):
+    """``(K,)`` log evidences and standard errors for one observation."""
+    if structure[0] == "vmap":
+        _, model, static, count = structure
+
+        def one(k, hypothesis_dynamic):
+            return _call(estimator, jax.random.fold_in(key, k), model, obs, join_args(hypothesis_dynamic, static))
+
+        return jax.vmap(one)(jnp.arange(count), dynamic)
+    results = [
+        _call(estimator, jax.random.fold_in(key, k), model, obs, join_args(hypothesis_dynamic, static))
+        for k, ((model, static), hypothesis_dynamic) in enumerate(zip(structure[1], dynamic))
+    ]
+    return tuple(jnp.stack(parts) for parts in zip(*results))
+
+
+def _call(estimator, key, model, obs, args):
+    out = estimator(key, model, obs, *args)
+    if hasattr(out, "log_evidence"):
+        standard_error = getattr(out, "log_evidence_standard_error", None)
+        out = (out.log_evidence, standard_error)
+    if isinstance(out, (tuple, list)):
+        if len(out) != 2:
+            raise ModelDefinitionError(
+                f"classify's estimator returned {len(out)} values; return log_evidence or "
+                "(log_evidence, standard_error)."
+            )
+        log_evidence, standard_error = out
+    else:
+        log_evidence, standard_error = out, None
+    log_evidence = jnp.asarray(log_evidence, jnp.float32)
+    if log_evidence.shape != ():
+        raise ModelDefinitionError(
+            f"classify's estimator must return a scalar log evidence for one observation and one "
+            f"hypothesis, got shape {log_evidence.shape}. Reduce over particles inside the estimator."
+        )
+    standard_error = jnp.full((), jnp.nan) if standard_error is None else jnp.asarray(standard_error, jnp.float32)
+    return log_evidence, standard_error
+
+
+def _program(key, obs, dynamic, *, structure, estimator, batch, chunk_size):
+    one = functools.partial(_evidence_one, dynamic=dynamic, structure=structure, estimator=estimator)
+    if batch is None:
+        return one(jax.random.fold_in(key, 0), obs)
+    keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(batch))
+    return chunked_vmap(one, (keys, obs), batch, chunk_size)
+
+
+_compiled_program = jax.jit(_program, static_argnames=("structure", "estimator", "batch", "chunk_size"))
+
+
+def chunked_vmap(fn: Callable, inputs, size: int, chunk_size: int | None):
+    """``jax.vmap(fn)(*inputs)`` over a leading axis of ``size``, ``chunk_size`` at a time.
+
+    Inside one program: the inputs are padded (with copies of the first row) to
+    a multiple of ``chunk_size``, ``lax.map`` runs ``vmap(fn)`` on each chunk,
+    and the padding is dropped from the outputs. ``chunk_size=None`` (or
+    ``>= size``) is a plain ``vmap``.
+    """
+    if chunk_size is None or chunk_size >= size:
+        return jax.vmap(fn)(*inputs)
+    chunks = -(-size // chunk_size)
+    padding = chunks * chunk_size - size
+
+    def to_chunks(leaf):
+        leaf = jnp.asarray(leaf)
+        if padding:
+            leaf = jnp.concatenate([leaf, jnp.broadcast_to(leaf[:1], (padding, *leaf.shape[1:]))])
+        return leaf.reshape(chunks, chunk_size, *leaf.shape[1:])
+
+    chunked = jax.tree_util.tree_map(to_chunks, inputs)
+    out = jax.lax.map(lambda chunk: jax.vmap(fn)(*chunk), chunked)
+    return jax.tree_util.tree_map(lambda leaf: leaf.reshape(chunks * chunk_size, *leaf.shape[2:])[:size], out)
+
+
+def _default_estimator(n: int) -> Estimator:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InferenceError(f"classify needs a positive Python int number of particles, got n={n!r}.")
+    return _importance_estimators.setdefault(int(n), functools.partial(_importance_evidence, n=int(n)))
+
+
+_importance_estimators: dict[int, Estimator] = {}
+
+
+def _importance_evidence(key, model, obs, *args, n):
+    result = importance(key, model, obs, *args, n=n)
+    return result.log_evidence, result.log_evidence_standard_error
+
+
+def _posterior(names, log_evidence, standard_error, log_prior) -> Classification:
+    joint = log_evidence + log_prior
+    total = log_sum_exp(joint)[..., None]
+    finite = jnp.isfinite(total)
+    log_posterior = jnp.where(finite, joint - jnp.where(finite, total, 0.0), -jnp.inf)
+    return Classification(names, jnp.exp(log_posterior), log_posterior, log_evidence, standard_error)
+
+
+# ---------------------------------------------------------------------------
+# Checks (Python, before or after the compiled program)
+# ---------------------------------------------------------------------------
+
+
+def _check_models(models) -> tuple[tuple[str, ...], list[tuple[GenerativeFunction, tuple]]]:
+    if not isinstance(models, Mapping) or len(models) < 2:
+        raise InferenceError(
+            "classify needs a mapping {name: model} of at least two hypotheses to choose between, "
+            f"got {models!r}."
+        )
+    names, hypotheses = [], []
+    for name, hypothesis in models.items():
+        if not isinstance(name, str):
+            raise InferenceError(f"classify's hypotheses are named by strings, got the key {name!r}.")
+        model, own_args = hypothesis if isinstance(hypothesis, tuple) and len(hypothesis) == 2 else (hypothesis, ())
+        if not isinstance(model, GenerativeFunction):
+            raise ModelDefinitionError(
+                f"hypothesis {name!r} must be a generative function or a pair (model, args), got "
+                f"{type(hypothesis).__name__} {hypothesis!r}. Decorate the function with @ppl.model."
+            )
+        if not isinstance(own_args, tuple):
+            raise ModelDefinitionError(
+                f"hypothesis {name!r}: the arguments in (model, args) must be a tuple, got {own_args!r}."
+            )
+        names.append(name)
+        hypotheses.append((model, own_args))
+    return tuple(names), hypotheses
+
+
+def _log_prior(prior, names) -> jax.Array:
+    if prior is None:
+        return jnp.full(len(names), -np.log(len(names)), jnp.float32)
+    if not isinstance(prior, Mapping) or set(prior) != set(names):
+        raise InferenceError(
+            f"classify's prior must give a probability for each hypothesis {list(names)}, got {prior!r}."
+        )
+    probabilities = np.array([float(prior[name]) for name in names])
+    if np.any(~np.isfinite(probabilities)) or np.any(probabilities < 0) or abs(probabilities.sum() - 1) > 1e-5:
+        raise InferenceError(
+            f"classify's prior probabilities must be non-negative and sum to 1, got {dict(prior)} "
+            f"(sum {probabilities.sum():.6g}). Normalise them."
+        )
+    with np.errstate(divide="ignore"):
+        return jnp.asarray(np.log(probabilities), jnp.float32)
+
+
+def _batch_size(obs: ChoiceMap, hypotheses, args, batched) -> int | None:
+    """``None`` for one observation, else ``B`` (leaves' extra leading axis)."""
+    model, own = hypotheses[0]
+    call_args = tuple(own) + tuple(args)
+    try:
+        shapes = jax.eval_shape(lambda k: model.simulate(k, *call_args).choices, jax.random.key(0))
+    except Exception:  # noqa: BLE001 - a model that cannot be simulated abstractly: fall back to `batched`
+        shapes = None
+    sizes = set()
+    for address, leaf in obs.items():
+        leaf_shape = np.shape(leaf)
+        expected = None
+        if shapes is not None and shapes.has_value(address):
+            expected = tuple(shapes[address].shape)
+        if batched is True or (batched is None and expected is not None and leaf_shape != expected):
+            if len(leaf_shape) == 0 or (expected is not None and leaf_shape[1:] != expected):
+                raise ShapeError(
+                    f"the observation at '{address}' has shape {leaf_shape}; the model "
+                    f"'{model.name}' makes it with shape {expected}, so classify expected that "
+                    f"shape (one observation) or (B, *{expected}) (a batch of B).",
+                    address=address,
+                )
+            sizes.add(leaf_shape[0])
+        elif batched is None and expected is None:
+            raise ShapeError(
+                f"classify cannot tell whether '{address}' holds one observation or a batch: the "
+                f"model '{model.name}' did not make it when simulated. Pass batched=True or False.",
+                address=address,
+            )
+    if batched is False or not sizes:
+        return None
+    if len(sizes) > 1:
+        raise ShapeError(
+            f"the observed leaves have different batch sizes {sorted(sizes)}; stack the same "
+            "number of observations at every address."
+        )
+    return int(sizes.pop())
+
+
+def _check_chunk_size(chunk_size, batch) -> int | None:
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise InferenceError(f"chunk_size must be a positive Python int, got {chunk_size!r}.")
+    return None if batch is None else int(chunk_size)
+
+
+def _check_finite(obs: ChoiceMap, batch) -> None:
+    for address, leaf in obs.items():
+        if not is_array(leaf) and not isinstance(leaf, (int, float, list, tuple)):
+            continue
+        values = np.asarray(leaf)
+        if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+            where = np.argwhere(~np.isfinite(values))[0]
+            which = f" (observation {int(where[0])})" if batch is not None else ""
+            raise NonFiniteError(
+                f"the observation at '{address}' holds a non-finite value{which} at index "
+                f"{tuple(int(i) for i in where)}. Remove or impute NaN/inf values before classifying.",
+                address=address,
+            )
+
+
+def _check_result(result: Classification, key, obs: ChoiceMap, hypotheses, args, batch) -> None:
+    log_evidence = np.asarray(result.log_evidence)
+    if np.isnan(log_evidence).any():
+        index = tuple(int(i) for i in np.argwhere(np.isnan(log_evidence))[0])
+        name = result.names[index[-1]]
+        which = f" for observation {index[0]}" if batch is not None else ""
+        raise InferenceError(
+            f"hypothesis {name!r} has a NaN log evidence{which}. The NaN comes from the model's "
+            "arithmetic or the estimator; check it with model.generate(key, obs, ...).",
+        )
+    none = ~np.isfinite(np.asarray(result.log_posterior)).any(axis=-1)
+    if none.any():
+        index = int(np.argmax(none)) if batch is not None else None
+        one = obs if batch is None else jax.tree_util.tree_map(lambda leaf: leaf[index], obs)
+        for model, own in hypotheses:  # an invalid observation raises the core's error naming it
+            model.generate(key, one, *own, *args)
+        which = f"observation {index}" if batch is not None else "the observation"
+        raise InferenceError(
+            f"every hypothesis gives {which} zero probability (log evidence -inf for all of "
+            f"{list(result.names)}), so the posterior is undefined. Use more particles, a better "
+            "estimator, or check that the data is possible under at least one model.",
+        )
