@@ -34,6 +34,23 @@ hash per particle plus two per sample site. A block of particles
 ``[start, start + size)`` needs only the key and ``start``, and a particle gets
 the same randomness however the ``n`` particles are split into blocks.
 
+**Large n: chunks, cache blocks, devices.** ``chunk_size=c`` runs the
+particles in blocks of ``c`` (one compiled block program, reused; the last
+block is padded and trimmed), so the model's intermediate memory is that of
+``c`` particles; eagerly the blocks run from Python with a progress bar
+(:mod:`ppl.infer.progress`), under ``jit`` in a ``lax.map``. ``keep="weights"``
+keeps only the log weights (``4 n`` bytes), not the traces;
+:func:`regenerate_particles` recomputes any particles later, e.g. resampled
+ones. On CPU a large block also runs, inside its program, as a loop over
+cache-sized sub-blocks (:func:`ppl.infer.scale.in_cache_blocks`: memory
+traffic, not arithmetic, bounds a vmapped model there). ``devices="all"`` (or a list
+of devices) shards the particle axis over a ``jax.sharding.Mesh`` with axis
+``"particles"`` (:mod:`ppl.infer.scale`). None of these changes which key a
+particle gets, so its random bits are the plain run's; the values computed from
+them agree bit for bit unless XLA compiles the model's arithmetic differently
+for another block shape (vector loops round differently), then to float
+rounding.
+
 **Compilation.** ``importance`` validates ``obs`` in Python, then runs one
 compiled program, cached by model, proposal, ``n``, the observations' and
 arguments' shapes and dtypes, and the values of non-array arguments: calling it
@@ -71,14 +88,12 @@ Example::
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.random import define_prng_impl
 
 from ppl.choices import ChoiceMap, as_choice_map
 from ppl.errors import InferenceError, ModelDefinitionError
@@ -89,7 +104,17 @@ from ppl.infer.evidence import (
     normalized_weights,
 )
 from ppl.infer.arguments import check_log_evidence, is_traced, join_args, split_args
+from ppl.infer.scale import (
+    check_block_size,
+    check_divisible,
+    in_cache_blocks,
+    map_blocks,
+    particle_mesh,
+    scan_blocks,
+    shard_particles,
+)
 from ppl.model import GenerativeFunction, Trace
+from ppl.infer.particle_keys import keys_at, particle_keys, unrolled_for
 
 __all__ = [
     "ImportanceResult",
@@ -98,6 +123,7 @@ __all__ = [
     "select_particles",
     "particle_axes",
     "particle_keys",
+    "regenerate_particles",
 ]
 
 
@@ -154,143 +180,58 @@ def _one_particle(key, model, proposal, obs: ChoiceMap, args: tuple):
     return trace.choices, trace.score, trace.retval, log_weight - proposed.score
 
 
+def _run_particles(key, indices, model, proposal, obs: ChoiceMap, args: tuple, mesh=None) -> _Particles:
+    """The particles ``indices`` (``(m,)`` uint32), their keys from :func:`keys_at`."""
+    run = functools.partial(_one_particle, model=model, proposal=proposal, obs=obs, args=args)
+    keys = shard_particles(keys_at(key, indices, unrolled=unrolled_for(run, key)), mesh)
+    choices, score, retval, log_weights = jax.vmap(run)(keys)
+    return _Particles(choices, score, retval, log_weights)
+
+
 def particle_block(
-    key: jax.Array, start, size: int, model: GenerativeFunction, proposal, obs: ChoiceMap, args: tuple
+    key: jax.Array,
+    start,
+    size: int,
+    model: GenerativeFunction,
+    proposal,
+    obs: ChoiceMap,
+    args: tuple,
+    mesh=None,
 ) -> _Particles:
     """Particles ``start, ..., start + size - 1``, run with ``particle_keys(key, start, size)``.
 
     The unit a chunked run loops over: blocks computed separately and
     concatenated equal one block of all particles. ``start`` may be traced.
+    With a ``mesh`` (:func:`ppl.infer.scale.particle_mesh`) the particle axis is
+    sharded over its devices (inside ``jit``).
     """
-    run = functools.partial(_one_particle, model=model, proposal=proposal, obs=obs, args=args)
-    choices, score, retval, log_weights = jax.vmap(run)(particle_keys(key, start, size))
-    return _Particles(choices, score, retval, log_weights)
+    indices = jnp.asarray(start).astype(jnp.uint32) + jnp.arange(size, dtype=jnp.uint32)
+    return _run_particles(key, indices, model, proposal, obs, args, mesh)
 
 
-# ---------------------------------------------------------------------------
-# Counter-based particle keys
-# ---------------------------------------------------------------------------
-
-_U32 = jnp.uint32
-
-
-def _mix32(x):
-    """A bijective 32-bit integer hash (lowbias32)."""
-    x = x ^ (x >> 16)
-    x = x * _U32(0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = x * _U32(0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def _child_path(path0, path1, label):
-    """The 64-bit path of child ``label``: distinct labels give distinct children."""
-    first = _mix32(path0 ^ _mix32(label + _U32(0x9E3779B9)))
-    return first, _mix32(path1 ^ first ^ _U32(0x85EBCA6B))
-
-
-def _particle_split(data, shape):
-    count = math.prod(shape)
-    first, second = _child_path(data[3], data[4], jnp.arange(count, dtype=_U32))
-    shared = jnp.broadcast_to(data[:3], (count, 3))
-    return jnp.concatenate([shared, first[:, None], second[:, None]], axis=1).reshape(*shape, 5)
-
-
-def _particle_fold_in(data, label):
-    first, second = _child_path(data[3], data[4], jnp.asarray(label).astype(_U32) ^ _U32(0x3C6EF372))
-    return jnp.stack([data[0], data[1], data[2], first, second])
-
-
-_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
-
-
-def _threefry2x32(key0, key1, count0, count1):
-    """Threefry-2x32 (20 rounds), bit for bit ``jax.extend.random.threefry2x32_p``.
-
-    Written out rather than bound to the primitive: on CPU JAX lowers the
-    primitive as a 5-step loop whose carried key schedule, per particle here,
-    is written to memory at every step; unrolled, XLA fuses the whole hash with
-    the draw that uses it.
-    """
-    schedule = (key0, key1, key0 ^ key1 ^ _U32(0x1BD11BDA))
-    x0, x1 = count0 + schedule[0], count1 + schedule[1]
-    for step in range(5):
-        for rotation in _ROTATIONS[step % 2]:
-            x0 = x0 + x1
-            x1 = (x1 << _U32(rotation)) | (x1 >> _U32(32 - rotation))
-            x1 = x0 ^ x1
-        x0 = x0 + schedule[(step + 1) % 3]
-        x1 = x1 + schedule[(step + 2) % 3] + _U32(step + 1)
-    return x0, x1
-
-
-def _particle_random_bits(data, bit_width, shape):
-    size = math.prod(shape)
-    # one hash gives two 32-bit words: 64-bit draws take both, narrower draws
-    # take one word each, so ceil(size / 2) hashes serve ``size`` draws
-    hashes = size if bit_width == 64 else -(-size // 2)
-    counter_high = jnp.broadcast_to(data[2], (hashes,))
-    counter_low = jnp.arange(hashes, dtype=_U32)
-    high, low = _threefry2x32(data[0] ^ data[3], data[1] ^ data[4], counter_high, counter_low)
-    if bit_width == 64:
-        bits = (high.astype(jnp.uint64) << 32) | low.astype(jnp.uint64)
-    else:
-        bits = jnp.concatenate([high, low])[:size].astype(jnp.dtype(f"uint{bit_width}"))
-    return bits.reshape(shape)
-
-
-def _particle_seed(seed):
-    seed = jnp.asarray(seed).astype(_U32)
-    zero = jnp.zeros((), _U32)
-    return jnp.stack([zero, seed, zero, zero, zero])
-
-
-_PARTICLE_KEY = define_prng_impl(
-    key_shape=(5,),
-    seed=_particle_seed,
-    split=_particle_split,
-    random_bits=_particle_random_bits,
-    fold_in=_particle_fold_in,
-    name="ppl_particle",
-    tag="ppl",
-)
-
-
-def _seed_words(key: jax.Array) -> jax.Array:
-    """Two uint32 words hashed from ``key``: threefry of its data for two-word (e.g.
-    threefry) keys, fused with the rest of the program; ``jax.random.bits`` otherwise."""
-    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    data = jax.random.key_data(key) if typed else key
-    if data.shape != (2,) or data.dtype != _U32:
-        return jax.random.bits(key, (2,), _U32)
-    return jnp.stack(_threefry2x32(data[0], data[1], _U32(0x5EED5EED), _U32(0xB10C0000)))
-
-
-def particle_keys(key: jax.Array, start, count: int) -> jax.Array:
-    """Counter-based keys of particles ``start, ..., start + count - 1`` (shape ``(count,)``).
-
-    Key data ``(s0, s1, p, 0, 0)``: a 64-bit seed drawn once from ``key`` (one
-    hash for all particles), the particle index ``p`` and an empty 64-bit path.
-    ``split`` and ``fold_in`` mix only the path (a few integer operations, no
-    hash), and a draw of ``size`` random words hashes the counters
-    ``(p, 0..size-1)`` under the threefry2x32 key ``seed ^ path``: one hash per
-    pair of words, as in a hand-written ``normal(key, (n, d))``, and distinct
-    particles, paths and positions never share an input. Use them like any key.
-    """
-    seed = _seed_words(key)
-    indices = (jnp.asarray(start).astype(_U32) + jnp.arange(count, dtype=_U32))[:, None]
-    zeros = jnp.zeros((count, 2), _U32)
-    data = jnp.concatenate([jnp.broadcast_to(seed, (count, 2)), indices, zeros], axis=1)
-    return jax.random.wrap_key_data(data, impl=_PARTICLE_KEY)
-
-
-def _summarise(particles: _Particles, args: tuple, obs: ChoiceMap) -> ImportanceResult:
-    # the observed leaves are the same in every particle: keep one copy (particle 0's,
-    # i.e. the value as the model stored it), so XLA never writes n copies of the data
+def _split_observed(particles: _Particles, obs: ChoiceMap, keep: str):
+    """``(per_particle, observed)``: the observed leaves are the same in every particle,
+    so keep one copy (particle 0's, the value as the model stored it) and XLA never
+    writes ``n`` copies of the data. ``keep="weights"`` keeps only the log weights."""
+    observed_addresses = set(obs.addresses())
     observed = ChoiceMap({address: particles.choices[address][0] for address in obs.addresses()})
-    log_weights = particles.log_weights
+    if keep == "weights":
+        return particles.log_weights, observed
+    latent = ChoiceMap(
+        {address: value for address, value in particles.choices.items() if address not in observed_addresses}
+    )
+    return particles._replace(choices=latent), observed
+
+
+def _summarise(per_particle, observed: ChoiceMap, args: tuple, keep: str) -> ImportanceResult:
+    if keep == "weights":
+        traces, log_weights = None, per_particle
+    else:
+        choices = per_particle.choices.merge(observed)
+        traces = Trace(choices, per_particle.score, per_particle.retval, tuple(args))
+        log_weights = per_particle.log_weights
     return ImportanceResult(
-        traces=Trace(particles.choices.merge(observed), particles.score, particles.retval, tuple(args)),
+        traces=traces,
         log_weights=log_weights,
         weights=normalized_weights(log_weights),
         log_evidence=log_mean_exp(log_weights),
@@ -300,18 +241,40 @@ def _summarise(particles: _Particles, args: tuple, obs: ChoiceMap) -> Importance
     )
 
 
-def _program(key, obs, dynamic_args, *, model, proposal, n, static_args):
-    """The whole computation for one call; jitted with everything after ``*`` static."""
+def _block(key, start, obs, args, *, model, proposal, size, mesh, keep):
+    def block(first, count):
+        particles = particle_block(key, first, count, model, proposal, obs, args, mesh)
+        return _split_observed(particles, obs, keep)
+
+    return in_cache_blocks(block, start, size, mesh)
+
+
+def _block_program(key, start, obs, dynamic_args, *, model, proposal, size, static_args, mesh, keep):
+    """One block of a chunked call: ``(per_particle, observed)``; jitted, ``start`` traced."""
     args = join_args(dynamic_args, static_args)
-    return _summarise(particle_block(key, 0, n, model, proposal, obs, args), (), obs)
+    return _block(key, start, obs, args, model=model, proposal=proposal, size=size, mesh=mesh, keep=keep)
 
 
-_compiled_program = jax.jit(_program, static_argnames=("model", "proposal", "n", "static_args"))
+def _program(key, obs, dynamic_args, *, model, proposal, n, static_args, mesh, keep):
+    """The whole computation for one unchunked call; jitted with everything after ``*`` static."""
+    args = join_args(dynamic_args, static_args)
+    per_particle, observed = _block(
+        key, 0, obs, args, model=model, proposal=proposal, size=n, mesh=mesh, keep=keep
+    )
+    return _summarise(per_particle, observed, (), keep)
+
+
+_STATIC = ("model", "proposal", "static_args", "mesh", "keep")
+_compiled_program = jax.jit(_program, static_argnames=(*_STATIC, "n"))
+_compiled_block = jax.jit(_block_program, static_argnames=(*_STATIC, "size"))
+_compiled_summary = jax.jit(_summarise, static_argnames=("args", "keep"))
 
 
 # ---------------------------------------------------------------------------
 # The public function
 # ---------------------------------------------------------------------------
+
+_KEEP = ("all", "weights")
 
 
 def importance(
@@ -321,6 +284,10 @@ def importance(
     *args,
     n: int,
     proposal: GenerativeFunction | None = None,
+    chunk_size: int | None = None,
+    devices=None,
+    keep: str = "all",
+    progress: bool | None = None,
 ) -> ImportanceResult:
     """Importance sampling with ``n`` particles; see the module docstring for the weights.
 
@@ -333,25 +300,114 @@ def importance(
       n: the number of particles (a positive Python int).
       proposal: ``None`` to sample latent choices from the prior, or a generative
         function called as ``proposal(obs, *args)`` whose choices constrain the model.
+      chunk_size: ``None`` runs all ``n`` particles in one program; an int runs
+        them in blocks of ``chunk_size`` (one compiled block program reused; the
+        last block is padded and trimmed), so the model's intermediate memory is
+        that of ``chunk_size`` particles. The result equals the unchunked one for
+        the same key (particle ``p`` always uses ``particle_keys(key, 0, n)[p]``),
+        bit for bit or to float rounding (see the module docstring).
+      devices: ``None`` (the default device), ``"all"`` (``jax.local_devices()``)
+        or a sequence of devices: the particle axis is sharded over them
+        (``n``, and ``chunk_size`` if given, must be multiples of their number).
+      keep: ``"all"`` keeps every particle's trace; ``"weights"`` keeps only the
+        log weights and the summaries (``traces`` is ``None``): memory ``4 n``
+        bytes. Particles can be recomputed later with :func:`regenerate_particles`.
+      progress: a progress bar over the blocks of a chunked call (``None``:
+        shown once the call lasts 2 s, unless ``PPL_PROGRESS=0``; ``False``:
+        never; ``True``: at once).
 
     Returns:
       An :class:`ImportanceResult`.
 
     Raises:
-      InferenceError: empty ``obs``; a NaN log weight; every weight zero.
+      InferenceError: empty ``obs``; a NaN log weight; every weight zero; a bad
+        ``chunk_size``, ``devices`` or ``keep``; ``n`` not a multiple of the devices.
       UnknownAddressError, NonFiniteError, ShapeError, DtypeError, SupportError:
         bad observations (from the core, naming the address).
     """
     _check_call(model, proposal, n)
+    check_block_size(chunk_size, "chunk_size", model.name)
+    if keep not in _KEEP:
+        raise InferenceError(
+            f"keep must be 'all' (every particle's trace) or 'weights' (log weights and "
+            f"summaries only), got keep={keep!r}.",
+            model=model.name,
+        )
+    mesh = particle_mesh(devices)
+    check_divisible(n, mesh, "n", model.name)
+    chunked = chunk_size is not None and chunk_size < n
+    if chunked:
+        check_divisible(chunk_size, mesh, "chunk_size", model.name)
     obs = _as_observations(obs, model)
+    options = dict(model=model, proposal=proposal, mesh=mesh, keep=keep)
     if is_traced((key, obs, args)):
-        particles = particle_block(key, 0, n, model, proposal, obs, args)
-        return _summarise(particles, args, obs)
+        if not chunked:
+            per_particle, observed = _block(key, 0, obs, args, size=n, **options)
+        else:
+            block = lambda start: _block(key, start, obs, args, size=chunk_size, **options)  # noqa: E731
+            per_particle, observed = scan_blocks(block, n, chunk_size)
+        return _summarise(per_particle, observed, tuple(args), keep)
     dynamic_args, static_args = split_args(args, model)
-    result = _compiled_program(key, obs, dynamic_args, model=model, proposal=proposal, n=n, static_args=static_args)
-    result = result._replace(traces=result.traces._replace(args=tuple(args)))
+    if not chunked:
+        result = _compiled_program(key, obs, dynamic_args, n=n, static_args=static_args, **options)
+    else:
+        def block(start):
+            return _compiled_block(key, start, obs, dynamic_args, size=chunk_size, static_args=static_args, **options)
+
+        description = f"importance ({model.name})"
+        per_particle, observed = map_blocks(block, n, chunk_size, progress=progress, description=description)
+        result = _compiled_summary(per_particle, observed, (), keep)
+    if result.traces is not None:
+        result = result._replace(traces=result.traces._replace(args=tuple(args)))
     _check_result(result, key, model, obs, args)
     return result
+
+
+def regenerate_particles(
+    key: jax.Array,
+    model: GenerativeFunction,
+    obs: Mapping | ChoiceMap,
+    *args,
+    indices,
+    proposal: GenerativeFunction | None = None,
+) -> Trace:
+    """Recompute the particles ``indices`` of ``importance(key, model, obs, *args, ...)``.
+
+    Every particle's randomness depends only on ``key`` and its index, so
+    particle ``p`` comes out as it did in the run (whatever its ``n``,
+    ``chunk_size`` or ``devices``; to float rounding, as the model is compiled
+    for ``m`` particles): the way to get traces from a ``keep="weights"`` run,
+    e.g. resampled ones. Returns the same stacked ``Trace`` as
+    :func:`select_particles` of a ``keep="all"`` result with ``indices`` an
+    ``(m,)`` int array. Jittable.
+
+    Example::
+
+        >>> import jax, jax.numpy as jnp, ppl
+        >>> from ppl import dist
+        >>> @ppl.model
+        ... def noisy():
+        ...     mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+        ...     ppl.sample("y", dist.Normal(mu, 0.5))
+        >>> key, obs = jax.random.key(0), {"y": jnp.array(0.3)}
+        >>> light = ppl.infer.importance(key, noisy, obs, n=1000, keep="weights")
+        >>> drawn = jax.random.categorical(jax.random.key(1), light.log_weights, shape=(5,))
+        >>> draws = ppl.infer.regenerate_particles(key, noisy, obs, indices=drawn)
+        >>> draws.choices["mu"].shape
+        (5,)
+    """
+    _check_call(model, proposal, 1)
+    obs = _as_observations(obs, model)
+    indices = jnp.asarray(indices)
+    if indices.ndim != 1 or not jnp.issubdtype(indices.dtype, jnp.integer):
+        raise InferenceError(
+            f"indices must be a 1-d integer array of particle indices, got shape {indices.shape} "
+            f"and dtype {indices.dtype}. Pass e.g. jnp.array([3, 17]).",
+            model=model.name,
+        )
+    particles = _run_particles(key, indices.astype(jnp.uint32), model, proposal, obs, tuple(args))
+    latent, observed = _split_observed(particles, obs, "all")
+    return Trace(latent.choices.merge(observed), latent.score, latent.retval, tuple(args))
 
 
 def particle_axes(result: ImportanceResult) -> Trace:
@@ -362,7 +418,7 @@ def particle_axes(result: ImportanceResult) -> Trace:
     Example: ``jax.vmap(lambda t: model.assess(t.choices, *t.args).log_density,
     in_axes=(particle_axes(result),))(result.traces)``.
     """
-    traces = result.traces
+    traces = _traces_of(result, "particle_axes")
     shared = set(result.observations.addresses())
     choices = ChoiceMap({address: None if address in shared else 0 for address in traces.choices.addresses()})
     return Trace(choices, 0, jax.tree_util.tree_map(lambda _: 0, traces.retval), None)
@@ -374,7 +430,7 @@ def select_particles(result: ImportanceResult, indices) -> Trace:
     ``indices`` an int gives one particle's ``Trace`` (usable with ``assess``/``update``);
     an int array of shape ``(m,)`` gives ``m`` stacked particles. Jittable.
     """
-    traces, shared = result.traces, set(result.observations.addresses())
+    traces, shared = _traces_of(result, "select_particles"), set(result.observations.addresses())
     take = lambda leaf: jnp.asarray(leaf)[indices]  # noqa: E731
     choices = ChoiceMap(
         {address: value if address in shared else take(value) for address, value in traces.choices.items()}
@@ -389,6 +445,7 @@ def importance_resample(key: jax.Array, result: ImportanceResult, draws: int) ->
     ``(draws, ...)``, approximately posterior draws (exactly as ``n -> inf``).
     Jittable; ``result`` must have some non-zero weight.
     """
+    _traces_of(result, "importance_resample")
     return select_particles(result, jax.random.categorical(key, result.log_weights, shape=(draws,)))
 
 
@@ -427,6 +484,17 @@ def _as_observations(obs, model) -> ChoiceMap:
             model=model.name,
         )
     return obs
+
+
+def _traces_of(result: ImportanceResult, function: str) -> Trace:
+    if result.traces is None:
+        raise InferenceError(
+            f"{function} needs the particles' traces, but this result was computed with "
+            "keep='weights' and holds only their weights. Recompute the particles you need "
+            "with ppl.infer.regenerate_particles(key, model, obs, *args, indices=...) (same key), "
+            "or run importance with keep='all'."
+        )
+    return result.traces
 
 
 def _check_result(result: ImportanceResult, key, model, obs, args) -> None:
