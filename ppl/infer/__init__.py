@@ -8,11 +8,12 @@
 ``evidence``           log-mean-exp, ESS, standard errors of log evidence
 ``resample``           systematic, stratified, multinomial, residual resamplers
 ``classify``           posterior over named hypotheses from their evidence
+``search``             search over a space of compositions (stochastic beam)
 =====================  ==========================================================
 """
 
 from ppl.infer import classify as _classify, evidence, importance as _importance, map as _map, mcmc, resample
-from ppl.infer import numpyro_interop as _numpyro_interop, smc as _smc
+from ppl.infer import numpyro_interop as _numpyro_interop, search as _search, smc as _smc
 from ppl.infer.classify import *  # noqa: F401,F403
 from ppl.infer.evidence import *  # noqa: F401,F403
 from ppl.infer.importance import *  # noqa: F401,F403
@@ -20,6 +21,7 @@ from ppl.infer.map import *  # noqa: F401,F403
 from ppl.infer.mcmc import *  # noqa: F401,F403
 from ppl.infer.numpyro_interop import *  # noqa: F401,F403
 from ppl.infer.resample import resample as resample_particles  # noqa: F401
+from ppl.infer.search import *  # noqa: F401,F403
 from ppl.infer.smc import *  # noqa: F401,F403
 
 __all__ = (
@@ -29,6 +31,7 @@ __all__ = (
     + _map.__all__
     + mcmc.__all__
     + _numpyro_interop.__all__
+    + _search.__all__
     + _smc.__all__
     + ["evidence", "mcmc", "resample", "resample_particles"]
 )

@@ -13,9 +13,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ppl.errors import InferenceError, ModelDefinitionError
+from ppl.errors import InferenceError, ModelDefinitionError, NonFiniteError
 
-__all__ = ["is_traced", "is_array", "split_args", "join_args", "check_log_evidence"]
+__all__ = ["is_traced", "is_array", "split_args", "join_args", "check_finite_observations", "check_log_evidence"]
 
 
 def is_traced(tree) -> bool:
@@ -47,6 +47,22 @@ def join_args(dynamic: tuple, static) -> tuple:
     arrays = iter(dynamic)
     leaves = [next(arrays) if leaf is None else leaf for leaf in static_leaves]
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def check_finite_observations(obs, batched: bool = False) -> None:
+    """Raise ``NonFiniteError`` naming the address (and observation, when ``batched``) of a NaN/inf."""
+    for address, leaf in obs.items():
+        if not is_array(leaf) and not isinstance(leaf, (int, float, list, tuple)):
+            continue
+        values = np.asarray(leaf)
+        if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+            where = np.argwhere(~np.isfinite(values))[0]
+            which = f" (observation {int(where[0])})" if batched else ""
+            raise NonFiniteError(
+                f"the observation at '{address}' holds a non-finite value{which} at index "
+                f"{tuple(int(i) for i in where)}. Remove or impute NaN/inf values before running inference.",
+                address=address,
+            )
 
 
 def check_log_evidence(

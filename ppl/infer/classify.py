@@ -59,8 +59,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.choices import ChoiceMap, as_choice_map
-from ppl.errors import InferenceError, ModelDefinitionError, NonFiniteError, ShapeError
-from ppl.infer.arguments import is_array, is_traced, join_args, split_args
+from ppl.errors import InferenceError, ModelDefinitionError, ShapeError
+from ppl.infer.arguments import check_finite_observations, is_traced, join_args, split_args
 from ppl.infer.evidence import log_sum_exp
 from ppl.infer.importance import importance
 from ppl.model import GenerativeFunction
@@ -167,7 +167,7 @@ def classify(
     estimator = _default_estimator(n) if estimator is None else estimator
     traced = is_traced((key, obs, args, [h[1] for h in hypotheses]))
     if not traced:
-        _check_finite(obs, batch)
+        check_finite_observations(obs, batched=batch is not None)
     plan = _plan(hypotheses, args)
     if traced:
         log_evidence, standard_error = _program(key, obs, plan.dynamic, structure=plan.structure,
@@ -400,21 +400,6 @@ def _check_chunk_size(chunk_size, batch) -> int | None:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise InferenceError(f"chunk_size must be a positive Python int, got {chunk_size!r}.")
     return None if batch is None else int(chunk_size)
-
-
-def _check_finite(obs: ChoiceMap, batch) -> None:
-    for address, leaf in obs.items():
-        if not is_array(leaf) and not isinstance(leaf, (int, float, list, tuple)):
-            continue
-        values = np.asarray(leaf)
-        if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
-            where = np.argwhere(~np.isfinite(values))[0]
-            which = f" (observation {int(where[0])})" if batch is not None else ""
-            raise NonFiniteError(
-                f"the observation at '{address}' holds a non-finite value{which} at index "
-                f"{tuple(int(i) for i in where)}. Remove or impute NaN/inf values before classifying.",
-                address=address,
-            )
 
 
 def _check_result(result: Classification, key, obs: ChoiceMap, hypotheses, args, batch) -> None:

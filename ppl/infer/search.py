@@ -1,0 +1,385 @@
+"""Search over a space of compositions: which glued-together model explains the data best.
+
+``search(key, space, obs, *args, budget=...)`` looks for the structures ``c`` of a
+:class:`ppl.Space` with the highest posterior score::
+
+    score(c) = log p(c) + log p(obs | c)          (structure prior + evidence)
+
+where ``log p(obs | c)`` marginalises the structure's continuous latents by
+importance sampling with ``n`` particles (or by a user ``score`` function, e.g.
+a MAP/Laplace estimate). A structure's score is a deterministic function of
+``(key, code)``: the particles for code ``c`` use a key folded with a hash of
+``c``, so a structure met twice gets the same score.
+
+**Algorithm: a stochastic beam over structures.** A population of ``population``
+distinct codes, drawn from the prior, evolves for ``budget`` steps. In each step
+
+1. every member proposes a neighbour (``space.propose``: replace a subtree,
+   insert an operator, delete one);
+2. all the proposals are scored in **one compiled call** (``vmap`` of
+   ``space.model``'s evidence over codes: codes are fixed-shape ``int32``
+   arrays, so every structure shares one trace and one compilation);
+3. the next population is drawn from the ``2 * population`` members and
+   proposals *without replacement*, favouring high scores: the Gumbel-top-k
+   trick on ``score / temperature`` over distinct codes. ``temperature -> 0``
+   is a greedy beam; larger temperatures keep more diversity.
+
+Every structure scored is kept in an archive (on the host). **Anytime:** after
+each step the best structure so far and its score are recorded in ``history``;
+step ``t`` uses ``fold_in(key, t)``, so a longer run repeats a shorter one's steps
+exactly and more budget never gives a worse best. ``budget`` is a number of
+steps, or a :class:`Budget` with ``steps`` and/or ``seconds`` (wall-clock
+seconds of search after compilation; whichever ends first).
+
+Example::
+
+    >>> import jax, jax.numpy as jnp, ppl
+    >>> from ppl import dist
+    >>> t = jnp.linspace(0.0, 1.0, 24)
+    >>> @ppl.model
+    ... def level(t):
+    ...     return ppl.sample("c", dist.Normal(0.0, 1.0)) * jnp.ones_like(t)
+    >>> @ppl.model
+    ... def trend(t):
+    ...     return ppl.sample("slope", dist.Normal(0.0, 1.0)) * (t - 0.5)
+    >>> space = ppl.Space(terminals={"level": level, "trend": trend},
+    ...                   operators={"+": lambda a, b: a + b}, depth=2,
+    ...                   observe=lambda f, t: dist.Normal(f, 0.1).to_event(1))
+    >>> y = 0.8 + 1.5 * (t - 0.5)
+    >>> found = ppl.infer.search(jax.random.key(0), space, {"obs": y}, t, budget=5, population=4)
+    >>> found.describe()[0] in ("level + trend", "trend + level")
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.choices import ChoiceMap, as_choice_map
+from ppl.errors import InferenceError
+from ppl.infer.arguments import check_finite_observations, is_traced, join_args, split_args
+from ppl.infer.evidence import log_sum_exp
+from ppl.infer.importance import importance
+from ppl.infer.progress import progress_bar
+
+__all__ = ["Budget", "SearchResult", "search", "particle_evidence", "code_hash"]
+
+Score = Callable[..., jax.Array]
+
+
+class Budget(NamedTuple):
+    """How long :func:`search` runs: at most ``steps`` steps and/or ``seconds`` of wall-clock
+    search (after compilation); it stops at whichever comes first."""
+
+    steps: int | None = None
+    seconds: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """What :func:`search` returns. ``L = 2**depth - 1`` is a code's length.
+
+    Attributes:
+      codes: ``(k, L)`` int32, the ``k`` best distinct structures found, best first.
+      scores: ``(k,)`` their scores ``log p(c) + log p(obs | c)`` (estimated).
+      log_evidence: ``(k,)`` their ``log p(obs | c)`` estimates.
+      probabilities: ``(k,)`` their posterior probabilities, normalised over
+        every structure scored (an approximation: unscored structures count as 0).
+      history: ``(steps + 1,)`` the best score so far after the initial
+        population (entry 0) and after each step; non-decreasing.
+      scored: ``(steps + 1,)`` how many distinct structures had been scored by then.
+      steps: the number of steps run.
+      seconds: wall-clock seconds of search (after compilation).
+      space: the searched space (to ``describe`` codes).
+    """
+
+    codes: np.ndarray
+    scores: np.ndarray
+    log_evidence: np.ndarray
+    probabilities: np.ndarray
+    history: np.ndarray
+    scored: np.ndarray
+    steps: int
+    seconds: float
+    space: Any
+
+    @property
+    def best(self) -> np.ndarray:
+        """The best structure's code, ``(L,)``."""
+        return self.codes[0]
+
+    def describe(self) -> list[str]:
+        """The ranked structures as expressions, e.g. ``['trend + periodic', ...]``."""
+        return [self.space.describe(code) for code in self.codes]
+
+    def __repr__(self) -> str:
+        lines = [f"SearchResult({self.steps} steps, {int(self.scored[-1])} structures scored, "
+                 f"{self.seconds:.2f} s)"]
+        for text, score, probability in zip(self.describe(), self.scores, self.probabilities):
+            lines.append(f"  {score:10.2f}  p={probability:.3f}  {text}")
+        return "\n".join(lines)
+
+
+def particle_evidence(n: int) -> Score:
+    """The default structure score: ``log p(obs | code)`` by importance sampling with ``n`` particles.
+
+    Returns ``score(key, space, code, obs, *args) -> ()``; jittable and vmappable over codes.
+    """
+    return _particle_evidence_scores.setdefault(int(n), functools.partial(_particle_evidence, n=int(n)))
+
+
+_particle_evidence_scores: dict[int, Score] = {}
+
+
+def _particle_evidence(key, space, code, obs, *args, n):
+    return importance(key, space.model, obs, code, *args, n=n).log_evidence
+
+
+def code_hash(code: jax.Array) -> jax.Array:
+    """A ``uint32`` hash of a code (``(..., L)`` -> ``(...)``): a polynomial in the node kinds."""
+    code = jnp.asarray(code)
+    powers = np.ones(code.shape[-1], np.uint64)
+    for i in range(1, code.shape[-1]):
+        powers[i] = (int(powers[i - 1]) * 0x9E3779B1) % 2**32
+    weights = jnp.asarray(powers.astype(np.uint32))
+    return jnp.sum((code.astype(jnp.uint32) + jnp.uint32(1)) * weights, axis=-1, dtype=jnp.uint32)
+
+
+def search(
+    key: jax.Array,
+    space,
+    obs: Mapping | ChoiceMap,
+    *args,
+    budget: int | Budget,
+    population: int = 32,
+    n: int = 256,
+    score: Score | None = None,
+    temperature: float = 1.0,
+    keep: int = 10,
+    init: jax.Array | None = None,
+    progress: bool | None = None,
+) -> SearchResult:
+    """Search ``space`` for the structures that best explain ``obs`` (see the module docstring).
+
+    Args:
+      key: a PRNG key.
+      space: a :class:`ppl.Space` built with ``observe=`` (its model observes ``"obs"``).
+      obs: the observations, e.g. ``{"obs": series}``.
+      *args: ``space.model``'s arguments after the code (e.g. the time axis).
+      budget: a number of steps, or ``Budget(steps=..., seconds=...)``.
+      population: structures kept per step (the beam width); all are scored in one call.
+      n: particles per structure for the default score.
+      score: ``score(key, space, code, obs, *args) -> log p(obs | code)``, jittable and
+        vmappable over codes (``None``: :func:`particle_evidence` with ``n`` particles).
+        Define it once: a new function object recompiles.
+      temperature: of the Gumbel-top-k selection (``> 0``); lower is greedier.
+      keep: how many of the best structures to return.
+      init: optional ``(population, L)`` starting codes (default: prior draws).
+      progress: show a progress bar on runs longer than 2 s (``None``: ``PPL_PROGRESS``).
+
+    Returns:
+      A :class:`SearchResult`.
+
+    Raises:
+      InferenceError: a space without ``observe``, a bad budget, or a population whose
+        every score is NaN or ``-inf``.
+    """
+    steps, seconds = _check_budget(budget)
+    _check_call(space, population, temperature, keep)
+    obs = as_choice_map(obs)
+    if is_traced((key, obs, args)):
+        raise InferenceError("search runs a host loop over compiled steps, so it cannot run inside jax.jit; "
+                             "call it eagerly (each step is compiled).")
+    check_finite_observations(obs)
+    score = particle_evidence(n) if score is None else score
+    dynamic_args, static_args = split_args(args, space.model)
+    statics = dict(space=space, score=score, temperature=float(temperature), static_args=static_args)
+    score_key, key = jax.random.split(key)
+
+    codes = _initial_codes(key, space, population, init)
+    initial = _score_population(score_key, codes, obs, dynamic_args, **statics)
+    _check_scores(initial, space)
+    archive = _Archive()
+    archive.add(codes, initial)
+    state = (codes, initial.scores)
+    step = jax.jit(_step, static_argnames=tuple(statics)).lower(
+        jax.random.fold_in(key, 0), score_key, state, obs, dynamic_args, **statics).compile()
+    history, scored = [archive.best_score], [len(archive)]
+    start, done = time.perf_counter(), 0
+    with progress_bar(steps, "search", enabled=progress, unit="step") as bar:
+        while (steps is None or done < steps) and (seconds is None or time.perf_counter() - start < seconds):
+            state, proposed = step(jax.random.fold_in(key, done + 1), score_key, state, obs, dynamic_args)
+            archive.add(*proposed)
+            done += 1
+            history.append(archive.best_score)
+            scored.append(len(archive))
+            bar.update()
+    return archive.result(keep, np.asarray(history), np.asarray(scored), done, time.perf_counter() - start, space)
+
+
+# ---------------------------------------------------------------------------
+# One step (compiled) and the scoring of a population
+# ---------------------------------------------------------------------------
+
+
+class _Scored(NamedTuple):
+    codes: jax.Array  # (P, L)
+    scores: jax.Array  # (P,) log prior + log evidence
+    log_evidence: jax.Array  # (P,)
+
+
+def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_args, **_):
+    args = join_args(dynamic_args, static_args)
+
+    def one(code):
+        log_evidence = jnp.asarray(score(jax.random.fold_in(score_key, code_hash(code)), space, code, obs, *args))
+        log_prior = space.log_prior(code)
+        total = jnp.where(jnp.isfinite(log_prior), log_prior + log_evidence, -jnp.inf)
+        return total, log_evidence
+
+    scores, log_evidence = jax.vmap(one)(codes)
+    return _Scored(codes, scores, log_evidence)
+
+
+@functools.partial(jax.jit, static_argnames=("space", "score", "temperature", "static_args"))
+def _score_population(score_key, codes, obs, dynamic_args, *, space, score, temperature, static_args):
+    return _score_codes(score_key, codes, obs, dynamic_args, space=space, score=score, static_args=static_args)
+
+
+def _step(key, score_key, state, obs, dynamic_args, *, space, score, temperature, static_args):
+    codes, scores = state
+    population = codes.shape[0]
+    move_key, select_key = jax.random.split(key)
+    proposals, _, _ = jax.vmap(space.propose)(jax.random.split(move_key, population), codes)
+    proposed = _score_codes(score_key, proposals, obs, dynamic_args, space=space, score=score, static_args=static_args)
+    candidates = jnp.concatenate([codes, proposals])
+    candidate_scores = jnp.concatenate([scores, proposed.scores])
+    same = jnp.all(candidates[:, None, :] == candidates[None, :, :], axis=-1)
+    earlier = jnp.tril(jnp.ones_like(same), k=-1)
+    duplicate = jnp.any(same & earlier, axis=1)
+    gumbel = jax.random.gumbel(select_key, candidate_scores.shape)
+    finite = jnp.isfinite(candidate_scores)
+    keys = jnp.where(finite, candidate_scores / temperature + gumbel, -jnp.inf)
+    keys = jnp.where(duplicate, -jnp.inf, jnp.where(finite, keys, -1e30 + gumbel))
+    _, chosen = jax.lax.top_k(keys, population)
+    return (candidates[chosen], candidate_scores[chosen]), proposed
+
+
+def _initial_codes(key, space, population, init) -> jax.Array:
+    if init is None:
+        return jax.vmap(space.sample)(jax.random.split(key, population))
+    init = space.check_shape(init, batched=True)
+    if init.shape != (population, space.size):
+        raise InferenceError(f"search's init must hold population={population} codes, shape "
+                             f"({population}, {space.size}), got {init.shape}.", model=space.name)
+    for code in np.asarray(init):
+        space.validate(code)
+    return init
+
+
+# ---------------------------------------------------------------------------
+# The archive of every structure scored (host side)
+# ---------------------------------------------------------------------------
+
+
+class _Archive:
+    def __init__(self):
+        self.entries: dict[bytes, tuple[np.ndarray, float, float]] = {}
+        self.best_score = -np.inf
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, codes, scores, log_evidence=None) -> None:
+        if isinstance(scores, _Scored):
+            codes, scores, log_evidence = scores
+        codes, scores, log_evidence = np.asarray(codes), np.asarray(scores), np.asarray(log_evidence)
+        for code, total, evidence in zip(codes, scores, log_evidence):
+            self.entries.setdefault(code.tobytes(), (code, float(total), float(evidence)))
+            if total > self.best_score:
+                self.best_score = float(total)
+
+    def result(self, keep, history, scored, steps, seconds, space) -> SearchResult:
+        entries = [entry for entry in self.entries.values() if not np.isnan(entry[1])]
+        entries.sort(key=lambda entry: -entry[1])
+        all_scores = np.array([entry[1] for entry in entries])
+        log_total = float(log_sum_exp(jnp.asarray(all_scores))) if len(entries) else -np.inf
+        top = entries[:keep]
+        scores = np.array([entry[1] for entry in top])
+        probabilities = np.exp(scores - log_total) if np.isfinite(log_total) else np.zeros_like(scores)
+        return SearchResult(
+            codes=np.stack([entry[0] for entry in top]),
+            scores=scores,
+            log_evidence=np.array([entry[2] for entry in top]),
+            probabilities=probabilities,
+            history=history,
+            scored=scored,
+            steps=steps,
+            seconds=seconds,
+            space=space,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------
+
+
+def _check_budget(budget) -> tuple[int | None, float | None]:
+    if isinstance(budget, Budget):
+        steps, seconds = budget
+    elif isinstance(budget, (int, np.integer)) and not isinstance(budget, bool):
+        steps, seconds = int(budget), None
+    else:
+        raise InferenceError(
+            f"search's budget is a number of steps (an int) or ppl.infer.Budget(steps=..., seconds=...), "
+            f"got {budget!r}. For a time limit pass budget=ppl.infer.Budget(seconds={budget!r})."
+        )
+    if steps is None and seconds is None:
+        raise InferenceError("search's Budget needs steps=..., seconds=... or both.")
+    if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 0):
+        raise InferenceError(f"Budget.steps must be a non-negative int, got {steps!r}.")
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds >= 0):
+        raise InferenceError(f"Budget.seconds must be a non-negative number, got {seconds!r}.")
+    return (None if steps is None else int(steps)), (None if seconds is None else float(seconds))
+
+
+def _check_call(space, population, temperature, keep) -> None:
+    from ppl.compose.space import Space
+
+    if not isinstance(space, Space):
+        raise InferenceError(f"search needs a ppl.Space to search over, got {type(space).__name__} {space!r}.")
+    if space.observe is None:
+        raise InferenceError(
+            "search scores structures by how well they explain the observations, but this space has "
+            "no likelihood. Build it with observe=lambda value, *args: dist....(value, ...) and pass "
+            "obs={'obs': data}.",
+            model=space.name,
+        )
+    for name, value in (("population", population), ("keep", keep)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InferenceError(f"search's {name} must be a positive int, got {value!r}.", model=space.name)
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise InferenceError(f"search's temperature must be a positive number, got {temperature!r}.",
+                             model=space.name)
+
+
+def _check_scores(scored: _Scored, space) -> None:
+    scores = np.asarray(scored.scores)
+    if np.isnan(scores).all() or np.isneginf(scores).all():
+        what = "NaN" if np.isnan(scores).all() else "-inf"
+        raise InferenceError(
+            f"every structure of the initial population has a {what} score, so the search has "
+            "nothing to climb. Check that the observations are possible under the space's "
+            "observe likelihood (e.g. space.model.generate(key, obs, code, ...) on one code), or "
+            "use more particles (n=...).",
+            model=space.name,
+        )
