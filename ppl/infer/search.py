@@ -70,7 +70,7 @@ from ppl.infer.evidence import log_sum_exp
 from ppl.infer.importance import importance
 from ppl.infer.progress import progress_bar
 
-__all__ = ["Budget", "SearchResult", "search", "particle_evidence", "code_hash"]
+__all__ = ["Budget", "SearchResult", "search", "score_structures", "particle_evidence", "code_hash"]
 
 Score = Callable[..., jax.Array]
 
@@ -151,6 +151,31 @@ def code_hash(code: jax.Array) -> jax.Array:
         powers[i] = (int(powers[i - 1]) * 0x9E3779B1) % 2**32
     weights = jnp.asarray(powers.astype(np.uint32))
     return jnp.sum((code.astype(jnp.uint32) + jnp.uint32(1)) * weights, axis=-1, dtype=jnp.uint32)
+
+
+def score_structures(
+    key: jax.Array, space, codes: jax.Array, obs: Mapping | ChoiceMap, *args, n: int = 256, score: Score | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Score a batch of structures in one compiled call, as :func:`search` does each step.
+
+    Args:
+      key: the PRNG key (code ``c`` uses ``fold_in(key, code_hash(c))``).
+      space, obs, *args, n, score: as for :func:`search`.
+      codes: ``(m, L)`` int32 codes; any ``m``, any mix of structures.
+
+    Returns:
+      ``(scores, log_evidence)``, each ``(m,)``: ``log p(c) + log p(obs | c)`` and
+      ``log p(obs | c)``. The program is cached by ``m`` and the shapes of
+      ``obs`` and ``args``, so new codes of the same batch size never retrace.
+    """
+    _check_call(space, 1, 1.0, 1)
+    obs = as_choice_map(obs)
+    codes = space.check_shape(codes, batched=True)
+    score = particle_evidence(n) if score is None else score
+    dynamic_args, static_args = split_args(args, space.model)
+    scored = _score_population(key, codes, obs, dynamic_args, space=space, score=score, temperature=1.0,
+                               static_args=static_args)
+    return scored.scores, scored.log_evidence
 
 
 def search(
