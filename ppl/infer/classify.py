@@ -63,6 +63,7 @@ from ppl.errors import InferenceError, ModelDefinitionError, ShapeError
 from ppl.infer.arguments import check_finite_observations, is_traced, join_args, split_args
 from ppl.infer.evidence import log_sum_exp
 from ppl.infer.importance import importance
+from ppl.infer.scale import scan_blocks
 from ppl.model import GenerativeFunction
 
 __all__ = ["Classification", "classify"]
@@ -266,24 +267,25 @@ def chunked_vmap(fn: Callable, inputs, size: int, chunk_size: int | None):
     """``jax.vmap(fn)(*inputs)`` over a leading axis of ``size``, ``chunk_size`` at a time.
 
     Inside one program: the inputs are padded (with copies of the first row) to
-    a multiple of ``chunk_size``, ``lax.map`` runs ``vmap(fn)`` on each chunk,
-    and the padding is dropped from the outputs. ``chunk_size=None`` (or
-    ``>= size``) is a plain ``vmap``.
+    a multiple of ``chunk_size`` and :func:`ppl.infer.scale.scan_blocks` runs
+    ``vmap(fn)`` on each chunk in a ``lax.map``; the padding is dropped.
+    ``chunk_size=None`` (or ``>= size``) is a plain ``vmap``.
     """
     if chunk_size is None or chunk_size >= size:
         return jax.vmap(fn)(*inputs)
-    chunks = -(-size // chunk_size)
-    padding = chunks * chunk_size - size
+    padding = -(-size // chunk_size) * chunk_size - size
 
-    def to_chunks(leaf):
+    def pad(leaf):
         leaf = jnp.asarray(leaf)
-        if padding:
-            leaf = jnp.concatenate([leaf, jnp.broadcast_to(leaf[:1], (padding, *leaf.shape[1:]))])
-        return leaf.reshape(chunks, chunk_size, *leaf.shape[1:])
+        return jnp.concatenate([leaf, jnp.broadcast_to(leaf[:1], (padding, *leaf.shape[1:]))]) if padding else leaf
 
-    chunked = jax.tree_util.tree_map(to_chunks, inputs)
-    out = jax.lax.map(lambda chunk: jax.vmap(fn)(*chunk), chunked)
-    return jax.tree_util.tree_map(lambda leaf: leaf.reshape(chunks * chunk_size, *leaf.shape[2:])[:size], out)
+    padded = jax.tree_util.tree_map(pad, inputs)
+
+    def block(start):
+        chunk = jax.tree_util.tree_map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, start, chunk_size), padded)
+        return jax.vmap(fn)(*chunk), None
+
+    return scan_blocks(block, size, chunk_size)[0]
 
 
 def _default_estimator(n: int) -> Estimator:

@@ -199,12 +199,11 @@ def scan_blocks(block: Callable[[Any], tuple[Any, Any]], n: int, block_size: int
 
     ``block(start)`` is traced once; blocks run one after the other, so the
     memory of one block's intermediates is bounded by ``block_size``. ``shared``
-    is taken from a first block traced outside the loop (its per-unit part is
-    dead code and removed by XLA).
+    is the first block's (every block's is stacked by the loop; keep it small).
     """
     starts = jnp.asarray(block_starts(n, block_size), jnp.uint32)
-    per_unit = jax.lax.map(lambda start: block(start)[0], starts)
-    shared = block(starts[0])[1]
+    per_unit, shared = jax.lax.map(block, starts)  # traced once
+    shared = jax.tree_util.tree_map(lambda leaf: leaf[0], shared)
     per_unit = jax.tree_util.tree_map(lambda leaf: leaf.reshape(-1, *leaf.shape[2:])[:n], per_unit)
     return per_unit, shared
 
