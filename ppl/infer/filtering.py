@@ -42,7 +42,7 @@ from ppl.choices import ChoiceMap
 from ppl.compose.sequence import Seq, Unfold, same_type_state, strong_array
 from ppl.errors import InferenceError, PPLError
 from ppl.infer.evidence import log_sum_exp, normalized_weights
-from ppl.infer.importance import particle_keys
+from ppl.infer.particle_keys import particle_keys, unrolled_for
 from ppl.infer.resample import resample
 from ppl.model import GenerativeFunction, Trace
 
@@ -295,10 +295,11 @@ def _assimilate(population, extended, key_g, move_keys, do_allowed, target, trac
     return _Population(log_weights, total), particles[:3], record
 
 
-def _step_keys(seed_key, g, n):
+def _step_keys(seed_key, g, n, unrolled=True):
     """The particles' keys for global step ``g`` (and for its moves): ``particle_keys`` of a
-    per-step seed, so they are built from one scalar hash, not read from carried key data."""
-    keys = particle_keys(jax.random.fold_in(seed_key, g), 0, n)
+    per-step seed, so they are built from one scalar hash, not read from carried key data.
+    ``unrolled``: see :func:`ppl.infer.particle_keys.unrolled_for`."""
+    keys = particle_keys(jax.random.fold_in(seed_key, g), 0, n, unrolled)
     return keys, jax.vmap(jax.random.fold_in, (0, None))(keys, MOVE_LABEL)
 
 
@@ -320,12 +321,15 @@ def _scan_unfold(chain, observed, extra, states, population, times, offset, keys
         states, population = carry
         t, observed_t = inputs
         g = offset + t
-        step_keys, move_keys = _step_keys(seed_key, g, config.n)
 
         def extend(key, state):
             trace, log_weight = step.generate(key, observed_t, t, state, *extra)
             new_state = same_type_state(state, trace.retval, step.name)
             return trace.choices, trace.score, new_state, log_weight
+
+        first_state = jax.tree.map(lambda leaf: leaf[0], states)
+        unrolled = unrolled_for(lambda key: extend(key, first_state), seed_key)
+        step_keys, move_keys = _step_keys(seed_key, g, config.n, unrolled)
 
         choices, score, new_states, log_increment = jax.vmap(extend)(step_keys, states)
 
@@ -366,11 +370,12 @@ def _run_static(segment, observed, args, population, keys, offset, total_steps, 
     """A static part of a seq: one importance step (``generate`` with its observations)."""
     part = segment.model
     seed_key, resample_key = keys
-    keys, move_keys = _step_keys(seed_key, offset, config.n)
 
     def extend(key):
         trace, log_weight = part.generate(key, observed, *args)
         return trace.choices, trace.score, trace.retval, log_weight
+
+    keys, move_keys = _step_keys(seed_key, offset, config.n, unrolled_for(extend, seed_key))
 
     choices, score, retval, log_increment = jax.vmap(extend)(keys)
 

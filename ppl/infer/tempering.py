@@ -54,7 +54,7 @@ from ppl.infer.filtering import (
     take,
     weight_summary,
 )
-from ppl.infer.importance import particle_keys
+from ppl.infer.particle_keys import particle_keys, unrolled_for
 from ppl.model import GenerativeFunction, Trace
 
 __all__ = ["Tempered", "MAX_STAGES", "tempering_init", "tempering_stage", "tempering_finish", "tempering_program"]
@@ -178,7 +178,8 @@ def tempering_init(key, model, observed: ChoiceMap, args: tuple, config: SMCConf
         score = tempered_score(trace.score, log_likelihood, 0.0)
         return (trace.choices, score, (trace.retval, log_likelihood)), factors
 
-    particles, log_weights = jax.vmap(one)(particle_keys(seed_key, 0, config.n))
+    keys = particle_keys(seed_key, 0, config.n, unrolled_for(one, seed_key))
+    particles, log_weights = jax.vmap(one)(keys)
     total = log_sum_exp(log_weights)
     return TemperingState(particles, log_weights, total, jnp.zeros(()), jnp.zeros((), jnp.int32))
 
@@ -232,7 +233,8 @@ def tempering_stage(state: TemperingState, key, model, observed_addresses, args:
     if config.rejuvenate is not None:
         tempered = Tempered(model, observed_addresses)
         kernel = build_kernel(config.rejuvenate, tempered)
-        keys = jax.vmap(jax.random.fold_in, (0, None))(particle_keys(seed_key, 0, config.n), state.stage)
+        unrolled = unrolled_for(lambda key: model.simulate(key, *args), seed_key)
+        keys = jax.vmap(jax.random.fold_in, (0, None))(particle_keys(seed_key, 0, config.n, unrolled), state.stage)
         trace_of = lambda p: Trace(p[0], p[1], p[2], (beta, *args))  # noqa: E731
         particles, acceptance = move(kernel, keys, trace_of, particles, config.moves)
     record = StageRecord(ess, increment(total, state.total), beta, acceptance)

@@ -120,3 +120,25 @@ def test_bad_calls():
         ppl.infer.search(jax.random.key(0), SPACE, {"obs": y.at[3].set(jnp.nan)}, TIME, budget=2)
     with pytest.raises(ppl.errors.InferenceError, match="population"):
         ppl.infer.search(jax.random.key(0), SPACE, {"obs": y}, TIME, budget=2, population=0)
+
+
+def many_particles(key, space, code, obs, *args):
+    return ppl.infer.importance(key, space.model, obs, code, *args, n=4096).log_evidence
+
+
+def test_a_custom_score_plugs_in():
+    y = simulate(3)
+    codes = jnp.stack([SPACE.encode(("+", "trend", "periodic")), SPACE.encode("trend"),
+                       SPACE.encode(("+", "level", ("+", "trend", "periodic")))])
+    scores, log_evidence = ppl.infer.score_structures(jax.random.key(5), SPACE, codes, {"obs": y}, TIME,
+                                                      score=many_particles)
+    exact = np.array([exact_log_evidence(code, y) for code in codes])
+    np.testing.assert_allclose(log_evidence, exact, atol=1.0)  # prior particles, up to 3 latents
+    np.testing.assert_allclose(scores, log_evidence + SPACE.log_prior(codes), rtol=1e-6)
+
+
+def test_tempered_smc_on_a_deep_composition():
+    # 24 draws per particle: compiles in seconds (looped hashes), and estimates the evidence
+    y, code = simulate(0), SPACE.encode(("+", "trend", "periodic"))
+    result = ppl.infer.smc(jax.random.key(6), SPACE.model, {"obs": y}, code, TIME, n=256)
+    assert abs(float(result.log_evidence) - float(exact_log_evidence(code, y))) < 1.0
