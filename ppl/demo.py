@@ -1,9 +1,13 @@
-"""The ``ppl demo`` job: a small end-to-end inference on a built-in model.
+"""The ``ppl demo`` job: a small end-to-end inference, then digit recognition on real data.
 
-A sensor reads a quantity ``mean`` twenty times with Gaussian noise. We write the
-generative model, constrain the readings, and infer ``mean`` by importance
-sampling over 10^5 prior particles in one jitted, vmapped call — then compare the
-answer and the log evidence with their closed forms (the model is conjugate).
+1. :func:`run`: a sensor reads a quantity ``mean`` twenty times with Gaussian
+   noise. We write the generative model, constrain the readings, and infer
+   ``mean`` by importance sampling over 10^5 prior particles in one jitted,
+   vmapped call — then compare the answer and the log evidence with their
+   closed forms (the model is conjugate).
+2. :func:`run_digits`: scikit-learn's handwritten digits (8x8), recognised by
+   analysis by synthesis: stroke models of the ten classes fitted to a few
+   examples each, every test image explained by all ten (``stdlib.digits``).
 """
 
 from __future__ import annotations
@@ -79,3 +83,19 @@ def run(seed: int = 0, particles: int = 100_000) -> dict[str, float]:
         "log_evidence_se": float(se),
         "exact_log_evidence": exact_log_evidence,
     }
+
+
+def run_digits(seed: int = 0, shots: int = 5, test_images: int = 200) -> dict[str, float] | None:
+    """The digit part of the demo (``stdlib.digits.digits_demo``); needs scikit-learn.
+
+    Returns its summary, or ``None`` (after saying how to install it) without scikit-learn.
+    """
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        print("ppl demo: digit recognition needs scikit-learn's digits; install the examples extra: "
+              'pip install -e ".[examples]"')
+        return None
+    from stdlib.digits import digits_demo
+
+    return digits_demo(seed=seed, shots=shots, test_images=test_images)

@@ -57,6 +57,7 @@ __all__ = [
     "soft_polygon",
     "soft_stroke",
     "union",
+    "gaussian_pen",
     "Disc",
     "Ellipse",
     "Rectangle",
@@ -233,6 +234,49 @@ def soft_stroke(points, vertices, width, softness):
 def union(alphas: jax.Array, axis: int = 0) -> jax.Array:
     """Soft union of coverages along ``axis``: ``1 - prod(1 - alpha)`` (in ``[0, 1]``)."""
     return 1.0 - jnp.prod(1.0 - alphas, axis=axis)
+
+
+def gaussian_pen(vertices: jax.Array, width: Any, size, *, weights: Any = None, dabs: int = 4) -> jax.Array:
+    """Ink density ``(H, W)`` of a soft round pen drawn along polylines; cheap and smooth.
+
+    The pen is a Gaussian of sd ``sigma = width / 3.42`` swept along each
+    polyline ``vertices (S, P, 2)`` (canvas coordinates, unit square) and
+    averaged exactly over each pixel::
+
+        density(p) = sqrt(2 pi) sigma * integral N(p; c(s), sigma^2 I) ds
+
+    (a line integral, approximated by ``dabs`` Gaussian dabs per segment, each
+    weighted by its share of the segment's length), so a straight stroke has
+    density 1 on its axis whatever its length or sampling. ``1 - exp(-3 density)``
+    is then an opacity whose half-maximum is ``width`` wide. Isotropic dabs are
+    separable, so the pixel averages are ``erf`` differences along ``x`` and
+    ``y`` and the image is one ``(H, K) @ (K, W)`` product over the ``K`` dabs:
+    about a hundred times cheaper than distance-based coverage, with gradients
+    that reach every vertex from every pixel. ``weights (S,)`` scales each
+    stroke (0 removes it). Pen width is in canvas *heights* (round on a
+    non-square canvas).
+    """
+    vertices = jnp.asarray(vertices)
+    if vertices.ndim != 3 or vertices.shape[-1] != 2 or vertices.shape[1] < 2:
+        raise ShapeError(f"gaussian_pen needs polylines of shape (S, P, 2) with P >= 2; got {tuple(vertices.shape)}.")
+    height, width_px = size
+    aspect = width_px / height
+    points = vertices * jnp.array([aspect, 1.0])  # height units: x in [0, W/H]
+    start, edge = points[:, :-1], points[:, 1:] - points[:, :-1]  # (S, P-1, 2)
+    t = (jnp.arange(dabs) + 0.5) / dabs
+    centres = (start[:, :, None, :] + t[:, None] * edge[:, :, None, :]).reshape(-1, 2)  # (K, 2)
+    length = _norm(edge) / dabs  # (S, P-1)
+    if weights is not None:
+        length = length * jnp.asarray(weights)[:, None]
+    length = jnp.broadcast_to(length[:, :, None], start.shape[:2] + (dabs,)).reshape(-1)
+    sigma = jnp.asarray(width) / 3.42
+    x_edges = jnp.arange(width_px + 1) / height
+    y_edges = jnp.arange(height + 1) / height
+    cdf_x = jax.scipy.special.ndtr((x_edges[None, :] - centres[:, :1]) / sigma)  # (K, W + 1)
+    cdf_y = jax.scipy.special.ndtr((y_edges[None, :] - centres[:, 1:]) / sigma)  # (K, H + 1)
+    mass_x = (cdf_x[:, 1:] - cdf_x[:, :-1]) * height  # pixel average of the 1-d pdf
+    mass_y = (cdf_y[:, 1:] - cdf_y[:, :-1]) * height
+    return jnp.sqrt(2 * jnp.pi) * sigma * (mass_y.T * length) @ mass_x
 
 
 # ---------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from ppl import cli, demo
 
 
@@ -23,3 +25,12 @@ def test_demo_recovers_the_exact_answer(capsys):
 def test_console_script_entry_point():
     done = subprocess.run([sys.executable, "-m", "ppl.cli", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "ppl demo" not in done.stderr and "demo" in done.stdout
+
+
+@pytest.mark.slow
+def test_demo_recognises_real_digits(capsys):
+    # the digit part of `ppl demo`, smaller: 1 example per class, 40 test images
+    result = demo.run_digits(seed=0, shots=1, test_images=40)
+    out = capsys.readouterr().out
+    assert "accuracy" in out
+    assert result["accuracy"] >= 0.6  # k = 1: 87.8% on 800 images in docs/digits.md; chance is 10%

@@ -164,7 +164,7 @@ def test_bezier_curves():
 def test_vmap_over_strokes_and_images_matches_loop():
     controls = jnp.stack([CURVE, CURVE[::-1] + 0.05, CURVE * 0.8])  # 3 strokes
     widths = jnp.array([0.05, 0.08, 0.1])
-    one = lambda c, w: render.soft_stroke(POINTS, render.bezier_spline(c, 2), w, SOFTNESS)  # noqa: E731
+    one = lambda c, w: render.soft_stroke(POINTS, render.bezier_spline(c, 2), w, SOFTNESS)
     batched = jax.jit(jax.vmap(one))(controls, widths)
     single = jax.jit(one)
     for i in range(3):
@@ -201,3 +201,23 @@ def test_bad_shapes_raise():
         render.polyline_distance(POINTS, jnp.zeros((1, 2)))
     with pytest.raises(ShapeError, match="colour"):
         render.Disc(centre=jnp.zeros(2), radius=0.1, colour=jnp.ones((2, 2))).paint(POINTS, SOFTNESS)
+
+
+def test_gaussian_pen_is_a_line_integral():
+    """A straight stroke has density 1 on its axis, and total ink sqrt(2 pi) sigma * length (in canvas units)."""
+    size, width = (64, 64), 0.1
+    line = jnp.array([[[0.2, 0.5], [0.5, 0.5], [0.8, 0.5]]])  # one stroke, two segments
+    density = jax.jit(lambda v: render.gaussian_pen(v, width, size, dabs=16))(line)
+    assert density.shape == size
+    sigma = width / 3.42
+    # pixel rows 31, 32 straddle the axis y = 0.5; their average of the Gaussian profile, 1/128 off-axis
+    np.testing.assert_allclose(float(density[31:33, 24:40].mean()), np.exp(-0.5 * (1 / 128 / sigma) ** 2), rtol=0.02)
+    total = float(density.sum()) / (size[0] * size[1])
+    np.testing.assert_allclose(total, np.sqrt(2 * np.pi) * sigma * 0.6, rtol=1e-3)
+    # weights scale strokes (0 removes one); gradients reach every vertex
+    two = jnp.concatenate([line, line + 0.1])
+    only_first = render.gaussian_pen(two, width, size, weights=jnp.array([1.0, 0.0]))
+    np.testing.assert_allclose(only_first, render.gaussian_pen(line, width, size), atol=1e-6)
+    pattern = jnp.cos(0.37 * jnp.arange(64.0 * 64.0)).reshape(size)
+    grad = jax.grad(lambda v: jnp.sum(render.gaussian_pen(v, width, size) * pattern))(line)
+    assert np.all(np.abs(np.asarray(grad)) > 0)

@@ -1,0 +1,375 @@
+"""Inference for the digit models: MAP stroke fits, Laplace evidence, ``classify``, ``fit``, ``explain``.
+
+**Evidence estimator** (one image, one class). The latents are moved in
+prior-standardised coordinates ``z`` (``x = mean + scale * z``, so the prior is
+``Normal(0, I)`` and one Adam learning rate suits pose, strokes and pen
+alike). For each template ``m`` (and ``restarts`` pose jitters of it) Adam
+maximises ``f_m(z) = log p(image | x(z)) + log N(z; 0, I) + log p(m)`` for
+``steps`` steps (vmapped, one ``lax.scan``). The evidence of template ``m`` is
+the Laplace approximation at its best optimum ``z*``::
+
+    log p(image, m) ~= f_m(z*) + d/2 log(2 pi) - 1/2 log det(I + J^T W J)
+
+with ``J = d render / d z`` (forward-mode Jacobian) and ``W`` the per-pixel
+curvature ``-d^2 log p(y | mean) / d mean^2`` clipped at 0 (a generalised
+Gauss-Newton Hessian: always positive definite; outlier pixels carry no
+curvature). Absent strokes cancel exactly (their term is ``log N(0) + 1/2 log
+2 pi = 0`` per coordinate), so classes with 1, 2 or 3 strokes compare fairly.
+The class's evidence is ``logsumexp_m``. It is a deterministic approximation:
+no Monte Carlo standard error (reported as 0).
+
+**fit** is one EM-style pass (``iterations`` of them): each example is
+explained by MAP under its class's current model; its fitted strokes become a
+new template (an exemplar, prior weight 1 each; the prototype keeps weight
+``prototype_weight``), and the pose, pen and ink priors move to the
+examples' fitted values with conjugate-style shrinkage towards the old prior.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ppl.choices import as_choice_map
+from ppl.errors import ShapeError
+from stdlib.digit_model import (
+    DigitModels,
+    DigitParams,
+    RobustPixels,
+    check_images,
+    check_labels,
+    digit_model,
+    place_strokes,
+    prototypes,
+    render_digit,
+)
+
+__all__ = ["Budget", "StrokeFit", "classify", "evidence_estimator", "explain", "fit", "fit_strokes", "plot_explanation"]
+
+
+class Budget(NamedTuple):
+    """How hard to look, per (image, class).
+
+    ``steps``: Adam steps per hypothesis; ``restarts``: hypotheses per template
+    (the prior pose and jittered poses); ``keep``: hypotheses refined after the
+    first quarter of the steps (0: all); ``learning_rate``; ``laplace``: add
+    the Laplace volume term to the evidence (else the MAP joint alone).
+    """
+
+    steps: int = 30
+    restarts: int = 1
+    keep: int = 3
+    learning_rate: float = 0.1
+    laplace: bool = True
+
+
+CAREFUL = Budget(steps=60, restarts=3, keep=0)  # fit's and explain's default: every hypothesis runs all steps
+
+
+class StrokeFit(NamedTuple):
+    """The best explanation of one image by one class (leaves gain leading axes when vmapped).
+
+    ``choices``: the latent choices at the MAP (``component``, ``pose``,
+    ``strokes``, ``log_width``, ``ink``); ``log_joint``: ``log p(image, choices)``;
+    ``log_evidence``: the Laplace ``log p(image | class)``; ``rendering``: ``(H, W)``.
+    """
+
+    choices: dict
+    log_joint: jax.Array
+    log_evidence: jax.Array
+    rendering: jax.Array
+
+
+def _as_budget(budget) -> Budget:
+    if isinstance(budget, Budget):
+        return budget
+    if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool) and budget >= 0:
+        return Budget(steps=int(budget))
+    raise ShapeError(f"budget must be a non-negative int (Adam steps per hypothesis) or a digits.Budget; got {budget!r}.")
+
+
+def _latents(z, component, params: DigitParams) -> dict:
+    return {
+        "component": component,
+        "pose": params.pose_mean + params.pose_scale * z["pose"],
+        "strokes": params.stroke_mean[component] + params.stroke_scale[component] * z["strokes"],
+        "log_width": params.width_mean + params.width_scale * z["log_width"],
+        "ink": params.ink_mean + params.ink_scale * z["ink"],
+    }
+
+
+def _standardised_log_joint(model, z, component, image, params):
+    """``log p(image, x(z)) + log|dx/dz|`` = ``log p(image | x) + log N(z; 0, I) + log p(m)``."""
+    choices = dict(_latents(z, component, params), image=image)
+    log_joint = model.assess(choices, params).log_density
+    strokes_scale = params.stroke_scale[component] * jnp.ones_like(params.stroke_mean[0])
+    log_jacobian = (jnp.sum(jnp.log(params.pose_scale)) + jnp.sum(jnp.log(strokes_scale))
+                    + jnp.log(params.width_scale) + jnp.log(params.ink_scale))
+    return log_joint + log_jacobian
+
+
+def _laplace(z, component, image, params, size, supersample):
+    """``d/2 log 2 pi - 1/2 log det(I + J^T W J)`` at ``z`` (generalised Gauss-Newton)."""
+    flat, unravel = jax.flatten_util.ravel_pytree(z)
+
+    def rendering(flat_z):
+        x = _latents(unravel(flat_z), component, params)
+        return render_digit(x["strokes"], params.stroke_mask, x["pose"], x["log_width"], x["ink"], size, supersample).ravel()
+
+    jacobian = jax.jacfwd(rendering)(flat)  # (H*W, d)
+    mean = rendering(flat)
+    pixel = lambda m, y: RobustPixels(m, params.noise, params.outlier).pixel_log_prob(y)
+    curvature = -jax.vmap(jax.grad(jax.grad(pixel)))(mean, image.ravel())
+    weights = jnp.maximum(curvature, 0.0)
+    precision = jnp.eye(flat.shape[0]) + jacobian.T @ (weights[:, None] * jacobian)
+    _, log_det = jnp.linalg.slogdet(precision)
+    return 0.5 * flat.shape[0] * jnp.log(2 * jnp.pi) - 0.5 * log_det
+
+
+def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, supersample) -> StrokeFit:
+    """MAP explanations of ``image (H, W)`` by one class: a population of hypotheses, pruned; jittable.
+
+    ``M * budget.restarts`` hypotheses (each template, at the prior pose and at
+    ``restarts - 1`` jittered poses) take ``steps // 4`` Adam steps; the
+    ``budget.keep`` best continue for the remaining steps (all of them when
+    ``keep`` is 0 or covers the population). Returns a :class:`StrokeFit`
+    with a leading axis of the kept hypotheses; a template kept twice counts
+    once in the evidence (its other copy gets ``log_evidence = -inf``).
+    """
+    components = params.component_probs.shape[0]
+    population = components * budget.restarts
+    component = jnp.repeat(jnp.arange(components), budget.restarts)
+    jitter = jax.random.normal(key, (population, 6)) * 0.7
+    jitter = jitter * (jnp.arange(population) % budget.restarts != 0)[:, None]  # restart 0: the prior mean
+    z = {
+        "pose": jitter,
+        "strokes": jnp.zeros((population,) + params.stroke_mean.shape[1:]),
+        "log_width": jnp.zeros(population),
+        "ink": jnp.zeros(population),
+    }
+    optimizer = optax.adam(budget.learning_rate)
+    loss = lambda z, m: -_standardised_log_joint(model, z, m, image, params)
+
+    def optimise(z, state, m, steps):
+        def step(carry, _):
+            z, state = carry
+            updates, state = optimizer.update(jax.grad(loss)(z, m), state, z)
+            return (optax.apply_updates(z, updates), state), None
+
+        (z, state), _ = jax.lax.scan(step, (z, state), None, length=steps)
+        return z, state
+
+    state = jax.vmap(optimizer.init)(z)
+    keep = population if budget.keep <= 0 else min(budget.keep, population)
+    screen = budget.steps if keep == population else max(1, budget.steps // 4)
+    z, state = jax.vmap(functools.partial(optimise, steps=screen))(z, state, component)
+    if keep < population:
+        score = -jax.vmap(loss)(z, component)
+        _, kept = jax.lax.top_k(jnp.where(jnp.isfinite(score), score, -jnp.inf), keep)
+        z, state, component = jax.tree_util.tree_map(lambda leaf: leaf[kept], (z, state, component))
+        z, state = jax.vmap(functools.partial(optimise, steps=budget.steps - screen))(z, state, component)
+    log_joint = -jax.vmap(loss)(z, component)
+    log_joint = jnp.where(jnp.isfinite(log_joint), log_joint, -jnp.inf)
+    order = jnp.arange(keep)
+    better_twin = (component[None, :] == component[:, None]) & (
+        (log_joint[None, :] > log_joint[:, None]) | ((log_joint[None, :] == log_joint[:, None]) & (order[None, :] < order[:, None])))
+    log_joint = jnp.where(better_twin.any(axis=1), -jnp.inf, log_joint)
+    # the Laplace volume term of the best hypothesis, shared by all (it is the costly part: d Jacobian columns)
+    top = jnp.argmax(log_joint)
+    if budget.laplace:
+        correction = _laplace(jax.tree_util.tree_map(lambda leaf: leaf[top], z), component[top], image, params,
+                              size, supersample)
+    else:
+        correction = jnp.zeros(())
+    latents = jax.vmap(lambda zz, m: _latents(zz, m, params))(z, component)
+    rendering = jax.vmap(
+        lambda x: render_digit(x["strokes"], params.stroke_mask, x["pose"], x["log_width"], x["ink"], size, supersample)
+    )(latents)
+    # the standardised log joint includes log|dx/dz|; the joint of the choices themselves does not
+    log_joint_x = jax.vmap(lambda x: model.assess(dict(x, image=image), params).log_density)(latents)
+    return StrokeFit(latents, log_joint_x, log_joint + correction, rendering)
+
+
+@functools.cache
+def evidence_estimator(budget: Budget, size: tuple, supersample: int):
+    """``estimator(key, model, obs, params) -> (log_evidence, 0.0)`` for ``ppl.infer.classify`` (one object per budget)."""
+
+    def estimator(key, model, obs, params):
+        image = as_choice_map(obs)["image"]
+        fits = fit_strokes(key, model, image, params, budget, size, supersample)
+        return jax.nn.logsumexp(fits.log_evidence), jnp.zeros(())
+
+    return estimator
+
+
+def classify(key, models: DigitModels, images, budget: Any = 30, *, chunk_size: int | None = 32):
+    """``(N, 10)`` class probabilities of ``images (N, H, W)`` by analysis by synthesis (``ppl.infer.classify``).
+
+    ``budget``: Adam steps per (image, class, template), or a :class:`Budget`.
+    Returns the ``ppl.infer.Classification`` (``.probabilities (N, 10)``,
+    ``.log_evidence``, ``.best``).
+    """
+    from ppl.infer.classify import classify as classify_hypotheses
+
+    budget = _as_budget(budget)
+    images = check_images(images, models.size)
+    model = models.model
+    hypotheses = {str(c): (model, (models.of(c),)) for c in range(10)}
+    estimator = evidence_estimator(budget, models.size, models.supersample)
+    chunk = None if chunk_size is None else min(int(chunk_size), images.shape[0])
+    return classify_hypotheses(key, hypotheses, {"image": jnp.asarray(images)}, estimator=estimator,
+                               chunk_size=chunk, batched=True)
+
+
+@functools.partial(jax.jit, static_argnames=("budget", "size", "supersample"))
+def _fit_batch(keys, images, params, *, budget, size, supersample):
+    model = digit_model(size, supersample)
+    fits = jax.vmap(lambda k, im, p: fit_strokes(k, model, im, p, budget, size, supersample))(keys, images, params)
+    return fits
+
+
+def _best(fits: StrokeFit) -> StrokeFit:
+    """Per image (leading axis), the template with the highest evidence."""
+    index = jnp.argmax(fits.log_evidence, axis=-1)
+    return jax.tree_util.tree_map(lambda leaf: jnp.take_along_axis(leaf, index.reshape(index.shape + (1,) * (leaf.ndim - 1)), 1)[:, 0], fits)
+
+
+def fit(key, images, labels, size=None, *, models: DigitModels | None = None, budget: Any = None,
+        iterations: int = 1, max_exemplars: int = 5, prototype_weight: float = 1.0,
+        exemplar_scale: float = 0.15, prior_strength: float = 2.0) -> DigitModels:
+    """Refine the class models from ``k`` labelled examples per class (``k >= 1``).
+
+    Args:
+      key: PRNG key.
+      images: ``(N, H, W)`` floats in ``[0, 1]``; labels: ``(N,)`` ints 0-9, every class present.
+      size: ``(H, W)`` (default: the images'); models: the starting models (default ``prototypes(size)``).
+      budget: the MAP effort per example (default ``Budget(steps=60, restarts=3, keep=0)``). iterations: EM passes.
+      max_exemplars: templates kept per class besides the prototype (the first ones of each class).
+      prototype_weight: prior weight of the prototype template (each exemplar has weight 1).
+      exemplar_scale: prior sd of the vertices around an exemplar template.
+      prior_strength: pseudo-count of the old pose / pen / ink prior against the examples.
+
+    Returns:
+      :class:`DigitModels` with ``1 + min(max k, max_exemplars)`` templates per class.
+    """
+    images = check_images(images)
+    size = tuple(images.shape[1:]) if size is None else tuple(size)
+    images = check_images(images, size)
+    labels = check_labels(labels, images.shape[0])
+    missing = sorted(set(range(10)) - set(labels.tolist()))
+    if missing:
+        raise ShapeError(f"fit needs at least one example of every class 0-9; none of {missing}. "
+                         "Add examples of those classes (k >= 1 per class).")
+    base = prototypes(size) if models is None else models
+    if tuple(base.size) != size:
+        raise ShapeError(f"the starting models are for {base.size} images, the examples are {size}.")
+    budget = CAREFUL if budget is None else _as_budget(budget)
+    current = base
+    for iteration in range(iterations):
+        keys = jax.random.split(jax.random.fold_in(key, iteration), images.shape[0])
+        per_image = jax.tree_util.tree_map(lambda leaf: leaf[labels], current.params)
+        fits = _best(_fit_batch(keys, jnp.asarray(images), per_image, budget=budget, size=size,
+                                supersample=current.supersample))
+        current = _update(base, fits, labels, max_exemplars, prototype_weight, exemplar_scale, prior_strength)
+    return current
+
+
+def _update(base: DigitModels, fits: StrokeFit, labels, max_exemplars, prototype_weight, exemplar_scale,
+            strength) -> DigitModels:
+    """New class models from the examples' fitted latents (numpy; small)."""
+    p = jax.tree_util.tree_map(np.asarray, base.params)
+    x = jax.tree_util.tree_map(np.asarray, fits.choices)
+    counts = np.bincount(labels, minlength=10)
+    templates = 1 + min(int(counts.max()), max_exemplars)
+    stroke_mean = np.repeat(p.stroke_mean[:, :1], templates, axis=1).copy()
+    stroke_scale = np.full((10, templates), exemplar_scale, np.float32)
+    stroke_scale[:, 0] = p.stroke_scale[:, 0]
+    probs = np.zeros((10, templates), np.float32)
+    pose_mean, pose_scale = p.pose_mean.copy(), p.pose_scale.copy()
+    width_mean, width_scale, ink_mean, ink_scale = (a.copy() for a in (p.width_mean, p.width_scale, p.ink_mean, p.ink_scale))
+
+    def shrink(prior_mean, prior_scale, values):
+        n = values.shape[0]
+        mean = (strength * prior_mean + values.sum(0)) / (strength + n)
+        var = (strength * prior_scale**2 + ((values - mean) ** 2).sum(0)) / (strength + n)
+        return mean, np.sqrt(var)
+
+    for c in range(10):
+        mine = np.flatnonzero(labels == c)
+        kept = mine[:max_exemplars]
+        stroke_mean[c, 1 : 1 + len(kept)] = x["strokes"][kept]
+        probs[c, 0] = prototype_weight
+        probs[c, 1 : 1 + len(kept)] = 1.0
+        probs[c] /= probs[c].sum()
+        pose_mean[c], pose_scale[c] = shrink(p.pose_mean[c], p.pose_scale[c], x["pose"][mine])
+        width_mean[c], width_scale[c] = shrink(p.width_mean[c], p.width_scale[c], x["log_width"][mine])
+        ink_mean[c], ink_scale[c] = shrink(p.ink_mean[c], p.ink_scale[c], x["ink"][mine])
+    params = DigitParams(
+        component_probs=probs, stroke_mean=stroke_mean.astype(np.float32), stroke_scale=stroke_scale,
+        stroke_mask=p.stroke_mask, pose_mean=pose_mean, pose_scale=pose_scale, width_mean=width_mean,
+        width_scale=width_scale, ink_mean=ink_mean, ink_scale=ink_scale, noise=p.noise, outlier=p.outlier,
+    )
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
+    return DigitModels(params, base.size, base.supersample)
+
+
+def explain(key, models: DigitModels, image, budget: Any = None) -> StrokeFit:
+    """Every class's best explanation of one ``image (H, W)``: a :class:`StrokeFit` with a leading axis of 10.
+
+    ``budget`` defaults to ``Budget(steps=60, restarts=3, keep=0)``.
+    ``fit.choices['strokes'][c]`` are class ``c``'s fitted strokes (canonical
+    frame; ``stdlib.digits.place_strokes`` maps them to the canvas),
+    ``fit.rendering[c]`` its reconstruction, ``fit.log_evidence[c]`` its score.
+    """
+    image = check_images(image, models.size, single=True)
+    budget = CAREFUL if budget is None else _as_budget(budget)
+    keys = jax.random.split(key, 10)
+    images = jnp.broadcast_to(jnp.asarray(image), (10,) + image.shape)
+    return _best(_fit_batch(keys, images, models.params, budget=budget, size=models.size, supersample=models.supersample))
+
+
+def plot_explanation(image, explanation: StrokeFit, models: DigitModels, path=None, classes=None):
+    """Figure: the image, then per class its fitted strokes over the image and the reconstruction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = range(10) if classes is None else classes
+    classes = list(classes)
+    height, width = models.size
+    evidence = np.asarray(explanation.log_evidence)
+    posterior = np.exp(evidence - evidence.max())
+    posterior /= posterior.sum()
+    fig, axes = plt.subplots(2, len(classes) + 1, figsize=(1.4 * (len(classes) + 1), 3.0))
+    for row in range(2):
+        axes[row, 0].imshow(np.asarray(image), cmap="gray_r", vmin=0, vmax=1)
+        axes[row, 0].set_title("image" if row == 0 else "", fontsize=8)
+    for i, c in enumerate(classes):
+        strokes = np.asarray(explanation.choices["strokes"][c])
+        pose = explanation.choices["pose"][c]
+        mask = np.asarray(models.params.stroke_mask[c])
+        ax = axes[0, i + 1]
+        ax.imshow(np.asarray(image), cmap="gray_r", vmin=0, vmax=1, alpha=0.5)
+        for s in range(strokes.shape[0]):
+            if mask[s] > 0:
+                canvas = np.asarray(place_strokes(jnp.asarray(strokes[s]), pose, models.size)) * height - 0.5
+                ax.plot(canvas[:, 0], canvas[:, 1], "-o", lw=1.5, ms=2)
+        ax.set_xlim(-0.5, width - 0.5)
+        ax.set_ylim(height - 0.5, -0.5)
+        ax.set_title(f"{c}: p={posterior[c]:.2f}", fontsize=8)
+        axes[1, i + 1].imshow(np.asarray(explanation.rendering[c]), cmap="gray_r", vmin=0, vmax=1)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig

