@@ -29,7 +29,9 @@ each step the best structure so far and its score are recorded in ``history``;
 step ``t`` uses ``fold_in(key, t)``, so a longer run repeats a shorter one's steps
 exactly and more budget never gives a worse best. ``budget`` is a number of
 steps, or a :class:`Budget` with ``steps`` and/or ``seconds`` (wall-clock
-seconds of search after compilation; whichever ends first).
+seconds of search after the first step, which compiles; whichever ends first;
+a seconds budget always runs at least one step). The compiled step is cached,
+so later calls on the same space, score and shapes do not compile again.
 
 Example::
 
@@ -77,7 +79,7 @@ Score = Callable[..., jax.Array]
 
 class Budget(NamedTuple):
     """How long :func:`search` runs: at most ``steps`` steps and/or ``seconds`` of wall-clock
-    search (after compilation); it stops at whichever comes first."""
+    search (counted after the first step, which compiles); it stops at whichever comes first."""
 
     steps: int | None = None
     seconds: float | None = None
@@ -97,7 +99,7 @@ class SearchResult:
         population (entry 0) and after each step; non-decreasing.
       scored: ``(steps + 1,)`` how many distinct structures had been scored by then.
       steps: the number of steps run.
-      seconds: wall-clock seconds of search (after compilation).
+      seconds: wall-clock seconds of search after the first step (which compiles).
       space: the searched space (to ``describe`` codes).
     """
 
@@ -235,19 +237,21 @@ def search(
     archive = _Archive()
     archive.add(codes, initial)
     state = (codes, initial.scores)
-    step = jax.jit(_step, static_argnames=tuple(statics)).lower(
-        jax.random.fold_in(key, 0), score_key, state, obs, dynamic_args, **statics).compile()
+    step = functools.partial(_compiled_step, **statics)
     history, scored = [archive.best_score], [len(archive)]
-    start, done = time.perf_counter(), 0
+    start, done = None, 0  # the clock starts after the first step, which compiles
     with progress_bar(steps, "search", enabled=progress, unit="step") as bar:
-        while (steps is None or done < steps) and (seconds is None or time.perf_counter() - start < seconds):
+        while (steps is None or done < steps) and (
+                seconds is None or start is None or time.perf_counter() - start < seconds):
             state, proposed = step(jax.random.fold_in(key, done + 1), score_key, state, obs, dynamic_args)
             archive.add(*proposed)
             done += 1
             history.append(archive.best_score)
             scored.append(len(archive))
             bar.update()
-    return archive.result(keep, np.asarray(history), np.asarray(scored), done, time.perf_counter() - start, space)
+            start = time.perf_counter() if start is None else start
+    elapsed = 0.0 if start is None else time.perf_counter() - start
+    return archive.result(keep, np.asarray(history), np.asarray(scored), done, elapsed, space)
 
 
 # ---------------------------------------------------------------------------
@@ -296,6 +300,9 @@ def _step(key, score_key, state, obs, dynamic_args, *, space, score, temperature
     keys = jnp.where(duplicate, -jnp.inf, jnp.where(finite, keys, -1e30 + gumbel))
     _, chosen = jax.lax.top_k(keys, population)
     return (candidates[chosen], candidate_scores[chosen]), proposed
+
+
+_compiled_step = jax.jit(_step, static_argnames=("space", "score", "temperature", "static_args"))
 
 
 def _initial_codes(key, space, population, init) -> jax.Array:
