@@ -45,8 +45,8 @@ from stdlib import digit_demo as _demo
 from stdlib import digit_inference as _inference
 from stdlib import digit_model as _model
 from stdlib import digit_prototypes  # noqa: F401
-from stdlib.digit_demo import *
-from stdlib.digit_inference import *
-from stdlib.digit_model import *
+from stdlib.digit_demo import *  # noqa: F401,F403
+from stdlib.digit_inference import *  # noqa: F401,F403
+from stdlib.digit_model import *  # noqa: F401,F403
 
 __all__ = _model.__all__ + _inference.__all__ + _demo.__all__

@@ -175,8 +175,7 @@ def score_structures(
     codes = space.check_shape(codes, batched=True)
     score = particle_evidence(n) if score is None else score
     dynamic_args, static_args = split_args(args, space.model)
-    scored = _score_population(key, codes, obs, dynamic_args, space=space, score=score, temperature=1.0,
-                               static_args=static_args)
+    scored = _score_population(key, codes, obs, dynamic_args, space=space, score=score, static_args=static_args)
     return scored.scores, scored.log_evidence
 
 
@@ -228,16 +227,16 @@ def search(
     check_finite_observations(obs)
     score = particle_evidence(n) if score is None else score
     dynamic_args, static_args = split_args(args, space.model)
-    statics = dict(space=space, score=score, temperature=float(temperature), static_args=static_args)
+    scoring = dict(space=space, score=score, static_args=static_args)
     score_key, key = jax.random.split(key)
 
     codes = _initial_codes(key, space, population, init)
-    initial = _score_population(score_key, codes, obs, dynamic_args, **statics)
+    initial = _score_population(score_key, codes, obs, dynamic_args, **scoring)
     _check_scores(initial, space)
     archive = _Archive()
     archive.add(codes, initial)
     state = (codes, initial.scores)
-    step = functools.partial(_compiled_step, **statics)
+    step = functools.partial(_compiled_step, temperature=float(temperature), **scoring)
     history, scored = [archive.best_score], [len(archive)]
     start, done = None, 0  # the clock starts after the first step, which compiles
     with progress_bar(steps, "search", enabled=progress, unit="step") as bar:
@@ -265,7 +264,7 @@ class _Scored(NamedTuple):
     log_evidence: jax.Array  # (P,)
 
 
-def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_args, **_):
+def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_args):
     args = join_args(dynamic_args, static_args)
 
     def one(code):
@@ -278,9 +277,7 @@ def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_ar
     return _Scored(codes, scores, log_evidence)
 
 
-@functools.partial(jax.jit, static_argnames=("space", "score", "temperature", "static_args"))
-def _score_population(score_key, codes, obs, dynamic_args, *, space, score, temperature, static_args):
-    return _score_codes(score_key, codes, obs, dynamic_args, space=space, score=score, static_args=static_args)
+_score_population = jax.jit(_score_codes, static_argnames=("space", "score", "static_args"))
 
 
 def _step(key, score_key, state, obs, dynamic_args, *, space, score, temperature, static_args):
@@ -296,8 +293,9 @@ def _step(key, score_key, state, obs, dynamic_args, *, space, score, temperature
     duplicate = jnp.any(same & earlier, axis=1)
     gumbel = jax.random.gumbel(select_key, candidate_scores.shape)
     finite = jnp.isfinite(candidate_scores)
-    keys = jnp.where(finite, candidate_scores / temperature + gumbel, -jnp.inf)
-    keys = jnp.where(duplicate, -jnp.inf, jnp.where(finite, keys, -1e30 + gumbel))
+    # distinct codes by perturbed score; non-finite scores last; duplicates never
+    keys = jnp.where(finite, candidate_scores / temperature, -1e30) + gumbel
+    keys = jnp.where(duplicate, -jnp.inf, keys)
     _, chosen = jax.lax.top_k(keys, population)
     return (candidates[chosen], candidate_scores[chosen]), proposed
 
