@@ -108,7 +108,7 @@ def run(args) -> dict:
     test, pool = split(labels, args.test)
     x_test, y_test = images[test], labels[test]
     size = tuple(images.shape[1:])
-    budget = digits.Budget(steps=args.steps)
+    budget = digits.Budget(steps=args.steps)  # the defaults otherwise (keep, learning rate)
     results = {"dataset": args.dataset, "test": len(test), "pool": len(pool), "draws": args.draws,
                "budget": budget._asdict(), "backend": jax.default_backend(), "shots": {}}
     key = jax.random.key(0)
@@ -162,7 +162,34 @@ def robustness(args, key, models, corrupted, y_test, images, labels, train, pool
         out[f"{name} (k={k})"] = accs
     for name, accs in baseline_accuracies(images[pool], labels[pool], corrupted, y_test).items():
         out[f"{name} (pool, {len(pool)})"] = accs
+    out[f"reference: exact-corruption KDE (pool, {len(pool)})"] = {
+        cond: reference_accuracy(images[pool], labels[pool], x, y_test, cond) for cond, x in corrupted.items()}
+    print("  reference (exact-corruption KDE on the pool): " + "  ".join(
+        f"{c} {100 * a:.1f}%" for c, a in out[f"reference: exact-corruption KDE (pool, {len(pool)})"].items()), flush=True)
     return out
+
+
+def reference_accuracy(train_images, train_labels, x, y, condition, bandwidth: float = 0.2, chunk: int = 50):
+    """A near-Bayes yardstick: a kernel density classifier that knows the corruption exactly.
+
+    ``p(x | class) = mean over the class's training images t of p(x | t)``, with
+    ``p(x | t)`` the corruption model itself around ``t``: the clipped Gaussian
+    noise of the condition's sd (plus ``bandwidth``, in quadrature), and for
+    the block condition the block of the benchmark's size, summed out
+    (:class:`digits.RobustPixels`). With the whole pool as templates it
+    estimates what any classifier can reach under that corruption.
+    """
+    import jax.numpy as jnp
+
+    sd = float(condition[len("noise"):]) if condition.startswith("noise") else 0.0
+    sides = (BLOCK.get(x.shape[1], max(2, x.shape[1] // 3)),) if condition == "block" else ()
+    templates = jnp.asarray(train_images)
+    pixels = digits.RobustPixels(templates, bandwidth, 0.02, jnp.array([sd]), jnp.array([1.0]),
+                                 occluder=0.5 if sides else 0.0, occluder_sides=sides)
+    log_likelihood = jax.jit(jax.vmap(pixels.log_prob))  # (chunk, H, W) -> (chunk, M)
+    scores = np.concatenate([np.asarray(log_likelihood(jnp.asarray(x[i : i + chunk]))) for i in range(0, len(x), chunk)])
+    per_class = np.stack([jax.nn.logsumexp(scores[:, train_labels == c], axis=1) for c in range(10)], axis=1)
+    return float(np.mean(per_class.argmax(axis=1) == y))
 
 
 def speed(key, models, x_test, budget, n: int = 200):
@@ -266,7 +293,7 @@ def main(argv=None):
     parser.add_argument("--test", type=int, default=800)
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--shots", type=lambda s: [int(v) for v in s.split(",")], default=[1, 5, 10])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=digits.Budget().steps)
     parser.add_argument("--budget-images", type=int, default=200)
     parser.add_argument("--figures", action="store_true")
     parser.add_argument("--quick", action="store_true", help="100 test images, 1 draw")

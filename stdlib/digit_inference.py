@@ -41,10 +41,10 @@ from ppl.errors import ShapeError
 from stdlib.digit_model import (
     DigitModels,
     DigitParams,
-    RobustPixels,
     check_images,
     check_labels,
     digit_model,
+    pixels,
     place_strokes,
     prototypes,
     render_digit,
@@ -62,14 +62,14 @@ class Budget(NamedTuple):
     the Laplace volume term to the evidence (else the MAP joint alone).
     """
 
-    steps: int = 30
+    steps: int = 20
     restarts: int = 1
-    keep: int = 3
-    learning_rate: float = 0.1
+    keep: int = 2
+    learning_rate: float = 0.15
     laplace: bool = True
 
 
-CAREFUL = Budget(steps=60, restarts=3, keep=0)  # fit's and explain's default: every hypothesis runs all steps
+CAREFUL = Budget(steps=60, restarts=3, keep=0, learning_rate=0.1)  # fit's and explain's default: every hypothesis runs all steps
 
 
 class StrokeFit(NamedTuple):
@@ -87,6 +87,8 @@ class StrokeFit(NamedTuple):
 
 
 def _as_budget(budget) -> Budget:
+    if budget is None:
+        return Budget()
     if isinstance(budget, Budget):
         return budget
     if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool) and budget >= 0:
@@ -114,7 +116,7 @@ def _standardised_log_joint(model, z, component, image, params):
     return log_joint + log_jacobian
 
 
-def _laplace(z, component, image, params, size, supersample):
+def _laplace(z, component, image, params, size, supersample, occluder_sides):
     """``d/2 log 2 pi - 1/2 log det(I + J^T W J)`` at ``z`` (generalised Gauss-Newton)."""
     flat, unravel = jax.flatten_util.ravel_pytree(z)
 
@@ -124,15 +126,14 @@ def _laplace(z, component, image, params, size, supersample):
 
     jacobian = jax.jacfwd(rendering)(flat)  # (H*W, d)
     mean = rendering(flat)
-    pixel = lambda m, y: RobustPixels(m, params.noise, params.outlier).pixel_log_prob(y)
-    curvature = -jax.vmap(jax.grad(jax.grad(pixel)))(mean, image.ravel())
-    weights = jnp.maximum(curvature, 0.0)
+    weights = pixels(mean.reshape(image.shape), params, occluder_sides).curvature(image).ravel()
     precision = jnp.eye(flat.shape[0]) + jacobian.T @ (weights[:, None] * jacobian)
     _, log_det = jnp.linalg.slogdet(precision)
     return 0.5 * flat.shape[0] * jnp.log(2 * jnp.pi) - 0.5 * log_det
 
 
-def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, supersample) -> StrokeFit:
+def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, supersample,
+                occluder_sides: tuple = ()) -> StrokeFit:
     """MAP explanations of ``image (H, W)`` by one class: a population of hypotheses, pruned; jittable.
 
     ``M * budget.restarts`` hypotheses (each template, at the prior pose and at
@@ -184,7 +185,7 @@ def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, su
     top = jnp.argmax(log_joint)
     if budget.laplace:
         correction = _laplace(jax.tree_util.tree_map(lambda leaf: leaf[top], z), component[top], image, params,
-                              size, supersample)
+                              size, supersample, occluder_sides)
     else:
         correction = jnp.zeros(())
     latents = jax.vmap(lambda zz, m: _latents(zz, m, params))(z, component)
@@ -197,21 +198,22 @@ def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, su
 
 
 @functools.cache
-def evidence_estimator(budget: Budget, size: tuple, supersample: int):
+def evidence_estimator(budget: Budget, size: tuple, supersample: int, occluder_sides: tuple = ()):
     """``estimator(key, model, obs, params) -> (log_evidence, 0.0)`` for ``ppl.infer.classify`` (one object per budget)."""
 
     def estimator(key, model, obs, params):
         image = as_choice_map(obs)["image"]
-        fits = fit_strokes(key, model, image, params, budget, size, supersample)
+        fits = fit_strokes(key, model, image, params, budget, size, supersample, occluder_sides)
         return jax.nn.logsumexp(fits.log_evidence), jnp.zeros(())
 
     return estimator
 
 
-def classify(key, models: DigitModels, images, budget: Any = 30, *, chunk_size: int | None = 32):
+def classify(key, models: DigitModels, images, budget: Any = None, *, chunk_size: int | None = 32):
     """``(N, 10)`` class probabilities of ``images (N, H, W)`` by analysis by synthesis (``ppl.infer.classify``).
 
-    ``budget``: Adam steps per (image, class, template), or a :class:`Budget`.
+    ``budget``: Adam steps per (image, class, template), or a :class:`Budget`
+    (default ``Budget()``: 20 steps, the 2 best hypotheses kept after the first 5).
     Returns the ``ppl.infer.Classification`` (``.probabilities (N, 10)``,
     ``.log_evidence``, ``.best``).
     """
@@ -221,16 +223,17 @@ def classify(key, models: DigitModels, images, budget: Any = 30, *, chunk_size: 
     images = check_images(images, models.size)
     model = models.model
     hypotheses = {str(c): (model, (models.of(c),)) for c in range(10)}
-    estimator = evidence_estimator(budget, models.size, models.supersample)
+    estimator = evidence_estimator(budget, models.size, models.supersample, models.occluder_sides)
     chunk = None if chunk_size is None else min(int(chunk_size), images.shape[0])
     return classify_hypotheses(key, hypotheses, {"image": jnp.asarray(images)}, estimator=estimator,
                                chunk_size=chunk, batched=True)
 
 
-@functools.partial(jax.jit, static_argnames=("budget", "size", "supersample"))
-def _fit_batch(keys, images, params, *, budget, size, supersample):
-    model = digit_model(size, supersample)
-    fits = jax.vmap(lambda k, im, p: fit_strokes(k, model, im, p, budget, size, supersample))(keys, images, params)
+@functools.partial(jax.jit, static_argnames=("budget", "size", "supersample", "occluder_sides"))
+def _fit_batch(keys, images, params, *, budget, size, supersample, occluder_sides):
+    model = digit_model(size, supersample, occluder_sides)
+    fits = jax.vmap(lambda k, im, p: fit_strokes(k, model, im, p, budget, size, supersample, occluder_sides))(
+        keys, images, params)
     return fits
 
 
@@ -275,7 +278,7 @@ def fit(key, images, labels, size=None, *, models: DigitModels | None = None, bu
         keys = jax.random.split(jax.random.fold_in(key, iteration), images.shape[0])
         per_image = jax.tree_util.tree_map(lambda leaf: leaf[labels], current.params)
         fits = _best(_fit_batch(keys, jnp.asarray(images), per_image, budget=budget, size=size,
-                                supersample=current.supersample))
+                                supersample=current.supersample, occluder_sides=current.occluder_sides))
         current = _update(base, fits, labels, max_exemplars, prototype_weight, exemplar_scale, prior_strength)
     return current
 
@@ -310,13 +313,13 @@ def _update(base: DigitModels, fits: StrokeFit, labels, max_exemplars, prototype
         pose_mean[c], pose_scale[c] = shrink(p.pose_mean[c], p.pose_scale[c], x["pose"][mine])
         width_mean[c], width_scale[c] = shrink(p.width_mean[c], p.width_scale[c], x["log_width"][mine])
         ink_mean[c], ink_scale[c] = shrink(p.ink_mean[c], p.ink_scale[c], x["ink"][mine])
-    params = DigitParams(
+    params = p._replace(
         component_probs=probs, stroke_mean=stroke_mean.astype(np.float32), stroke_scale=stroke_scale,
-        stroke_mask=p.stroke_mask, pose_mean=pose_mean, pose_scale=pose_scale, width_mean=width_mean,
-        width_scale=width_scale, ink_mean=ink_mean, ink_scale=ink_scale, noise=p.noise, outlier=p.outlier,
+        pose_mean=pose_mean, pose_scale=pose_scale, width_mean=width_mean,
+        width_scale=width_scale, ink_mean=ink_mean, ink_scale=ink_scale,
     )
     params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
-    return DigitModels(params, base.size, base.supersample)
+    return DigitModels(params, base.size, base.supersample, base.occluder_sides)
 
 
 def explain(key, models: DigitModels, image, budget: Any = None) -> StrokeFit:
@@ -331,7 +334,8 @@ def explain(key, models: DigitModels, image, budget: Any = None) -> StrokeFit:
     budget = CAREFUL if budget is None else _as_budget(budget)
     keys = jax.random.split(key, 10)
     images = jnp.broadcast_to(jnp.asarray(image), (10,) + image.shape)
-    return _best(_fit_batch(keys, images, models.params, budget=budget, size=models.size, supersample=models.supersample))
+    return _best(_fit_batch(keys, images, models.params, budget=budget, size=models.size, supersample=models.supersample,
+                            occluder_sides=models.occluder_sides))
 
 
 def plot_explanation(image, explanation: StrokeFit, models: DigitModels, path=None, classes=None):

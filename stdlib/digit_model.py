@@ -12,19 +12,20 @@ address               distribution                     meaning
                       stroke_scale[component])``
 ``log_width``         ``Normal``                        log pen diameter (canvas heights)
 ``ink``               ``Normal``                        log of the ink flow (opacity ``1 - exp(-e^ink density)``)
-``image``             :class:`RobustPixels`             ``(H, W)`` pixels: ``(1 - outlier) Normal(render, noise) + outlier Uniform(0, 1)``
+``image``             :class:`RobustPixels`             ``(H, W)`` pixels: clipped noise of unknown level, stray pixels, an occluding block
 ====================  ===============================  =====================================================
 
 The strokes are placed on the canvas by the affine pose and rasterised with
 anti-aliasing (:func:`render_digit`, on a ``supersample``-times finer grid
 box-averaged down); absent strokes (``stroke_mask = 0``) are not drawn. The
-per-pixel outlier component keeps a blot or a missing block from dominating.
+pixel likelihood (:mod:`stdlib.digit_pixels`) sums out the image's noise level
+and an occluding block, so a noisy scan or a blot does not dominate.
 Every class has arrays of the same shapes, so ``ppl.infer.classify`` runs the
 ten hypotheses under one ``vmap`` with one compilation.
 
 This module holds the model, the renderer, the zero-shot prototypes, input
 checks and the data loaders; inference is in :mod:`stdlib.digit_inference`;
-:mod:`stdlib.digits` gathers the public names of both.
+:mod:`stdlib.digits` gathers the public names of all three.
 """
 
 from __future__ import annotations
@@ -37,18 +38,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro import distributions as dist
-from numpyro.distributions import constraints
 
 from ppl.errors import ConstraintError, NonFiniteError, ShapeError, SupportError
 from ppl.model import model as ppl_model
 from ppl.model import sample
 from stdlib import digit_prototypes, render
+from stdlib.digit_pixels import RobustPixels, default_occluder_sides
 
 __all__ = [
     "POSE_NAMES",
     "DigitModels",
     "DigitParams",
-    "RobustPixels",
     "check_images",
     "check_labels",
     "digit_model",
@@ -59,6 +59,7 @@ __all__ = [
     "render_digit",
 ]
 
+NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.45, 0.6)  # extra per-image pixel noise sd the likelihood sums over
 POSE_NAMES = ("shift_x", "shift_y", "log_scale_x", "log_scale_y", "rotation", "shear")
 _TINY = 1e-9
 
@@ -74,8 +75,12 @@ class DigitParams(NamedTuple):
       pose_mean, pose_scale: ``(6,)`` prior of the pose (see ``POSE_NAMES``).
       width_mean, width_scale: ``()`` prior of the log pen diameter.
       ink_mean, ink_scale: ``()`` prior of the log ink flow.
-      noise: ``()`` sd of a pixel around the rendering.
-      outlier: ``()`` probability that a pixel is an outlier (uniform on ``[0, 1]``).
+      noise: ``()`` sd of a pixel around the rendering (the rendering's own error).
+      outlier: ``()`` probability that a pixel is a stray one.
+      noise_levels, noise_probs: ``(K,)`` the grid of extra per-image noise sd and its prior.
+      occluder: ``()`` probability that the image holds an occluding block.
+
+    The pixel likelihood is :class:`stdlib.digit_pixels.RobustPixels`.
     """
 
     component_probs: Any
@@ -90,6 +95,9 @@ class DigitParams(NamedTuple):
     ink_scale: Any
     noise: Any
     outlier: Any
+    noise_levels: Any
+    noise_probs: Any
+    occluder: Any
 
 
 @jax.tree_util.register_dataclass
@@ -97,18 +105,20 @@ class DigitParams(NamedTuple):
 class DigitModels:
     """The ten class models: ``params`` (each leaf with a leading axis of 10) and the canvas.
 
-    ``size`` (``(H, W)``) and ``supersample`` (render on a grid this many times
-    finer, then box-average) are static. ``model`` is the one generative
+    ``size`` (``(H, W)``), ``supersample`` (render on a grid this many times
+    finer, then box-average) and ``occluder_sides`` (side lengths, in pixels, of
+    the occluding blocks the pixel likelihood sums out) are static. ``model`` is the one generative
     function all classes share; ``models.of(c)`` is class ``c``'s parameters.
     """
 
     params: DigitParams
     size: tuple = dataclasses.field(metadata={"static": True})
     supersample: int = dataclasses.field(default=2, metadata={"static": True})
+    occluder_sides: tuple = dataclasses.field(default=(), metadata={"static": True})
 
     @property
     def model(self):
-        return digit_model(self.size, self.supersample)
+        return digit_model(self.size, self.supersample, self.occluder_sides)
 
     @property
     def components(self) -> int:
@@ -116,43 +126,6 @@ class DigitModels:
 
     def of(self, digit: int) -> DigitParams:
         return jax.tree_util.tree_map(lambda leaf: leaf[digit], self.params)
-
-
-class RobustPixels(dist.Distribution):
-    """Pixels near a rendering, with outliers: per pixel, independently,
-
-    ``p(y) = (1 - outlier) * Normal(y; loc, noise) + outlier * Uniform(y; 0, 1)``.
-
-    ``loc (..., H, W)`` (the rendering) is the event (its last two axes); a pixel far from the
-    rendering costs at most ``-log(outlier)``, so an occluding blot or a missing
-    block cannot dominate the score.
-    """
-
-    arg_constraints = {"loc": constraints.real, "noise": constraints.positive, "outlier": constraints.unit_interval}
-    support = constraints.independent(constraints.real, 2)
-    reparametrized_params = ["loc", "noise"]
-
-    def __init__(self, loc, noise, outlier, *, validate_args=None):
-        self.loc, self.noise, self.outlier = loc, noise, outlier
-        shape = jnp.shape(loc)
-        super().__init__(batch_shape=shape[:-2], event_shape=shape[-2:], validate_args=validate_args)
-
-    def sample(self, key, sample_shape=()):
-        shape = tuple(sample_shape) + self.batch_shape + self.event_shape
-        k_normal, k_uniform, k_pick = jax.random.split(key, 3)
-        inlier = dist.Normal(self.loc, self.noise).sample(k_normal, tuple(sample_shape))
-        outlier = dist.Uniform(0.0, 1.0).sample(k_uniform, shape)
-        pick = dist.Bernoulli(probs=self.outlier).sample(k_pick, shape).astype(bool)
-        return jnp.where(pick, outlier, jnp.broadcast_to(inlier, shape))
-
-    def pixel_log_prob(self, value):
-        """``(..., H, W)`` log density of each pixel."""
-        inlier = jnp.log1p(-self.outlier) + dist.Normal(self.loc, self.noise).log_prob(value)
-        outlier = jnp.log(self.outlier) + dist.Uniform(0.0, 1.0).log_prob(jnp.clip(value, 0.0, 1.0))
-        return jnp.logaddexp(inlier, outlier)
-
-    def log_prob(self, value):
-        return jnp.sum(self.pixel_log_prob(value), axis=(-2, -1))
 
 
 # ---------------------------------------------------------------------------
@@ -195,14 +168,17 @@ def render_digit(strokes, stroke_mask, pose, log_width, log_ink, size, supersamp
     return opacity.reshape(height, supersample, width, supersample).mean(axis=(1, 3))
 
 
-@functools.cache
-def digit_model(size: tuple, supersample: int = 2):
+def digit_model(size: tuple, supersample: int = 2, occluder_sides: tuple = ()):
     """The digit generative function for canvases of ``size``; called with one class's :class:`DigitParams`.
 
-    One object per ``(size, supersample)``, so every class (and every call)
-    shares it and its compiled programs.
+    One object per ``(size, supersample, occluder_sides)``, so every class (and
+    every call) shares it and its compiled programs.
     """
-    size = tuple(int(s) for s in size)
+    return _digit_model(tuple(int(s) for s in size), int(supersample), tuple(int(s) for s in occluder_sides))
+
+
+@functools.cache
+def _digit_model(size: tuple, supersample: int, occluder_sides: tuple):
 
     @ppl_model(name=f"digit_{size[0]}x{size[1]}")
     def digit(params: DigitParams):
@@ -212,10 +188,16 @@ def digit_model(size: tuple, supersample: int = 2):
         log_width = sample("log_width", dist.Normal(params.width_mean, params.width_scale))
         ink = sample("ink", dist.Normal(params.ink_mean, params.ink_scale))
         mean = render_digit(strokes, params.stroke_mask, pose, log_width, ink, size, supersample)
-        sample("image", RobustPixels(mean, params.noise, params.outlier))
+        sample("image", pixels(mean, params, occluder_sides))
         return mean
 
     return digit
+
+
+def pixels(rendering, params: DigitParams, occluder_sides: tuple) -> RobustPixels:
+    """The pixel likelihood of class ``params`` around ``rendering (H, W)``."""
+    return RobustPixels(rendering, params.noise, params.outlier, params.noise_levels, params.noise_probs,
+                        params.occluder, occluder_sides)
 
 
 # ---------------------------------------------------------------------------
@@ -229,7 +211,9 @@ def _default_extent(size) -> float:
 
 
 def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, extent: float | None = None,
-               stroke_scale: float = 0.12, noise: float = 0.2, outlier: float = 0.05, waypoints=None) -> DigitModels:
+               stroke_scale: float = 0.12, noise: float = 0.2, outlier: float = 0.02,
+               noise_levels=NOISE_LEVELS, noise_probs=None, occluder: float = 0.5, occluder_sides=None,
+               waypoints=None) -> DigitModels:
     """Hand-written default models of 0-9 (see :mod:`stdlib.digit_prototypes`), usable wherever ``fit``'s are.
 
     Args:
@@ -238,7 +222,11 @@ def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, 
       points: vertices per stroke.
       extent: half the digit height in canvas heights (default from ``size``).
       stroke_scale: prior sd of each vertex around the prototype (canonical units).
-      noise, outlier: the pixel likelihood (:class:`RobustPixels`).
+      noise, outlier: the rendering's pixel sd and the stray-pixel probability (:class:`RobustPixels`).
+      noise_levels, noise_probs: the grid of extra per-image noise sd the likelihood sums over, and its
+        prior (default: half on the first level, the rest spread evenly).
+      occluder, occluder_sides: probability of an occluding block and its side lengths in pixels
+        (default :func:`~stdlib.digit_pixels.default_occluder_sides`; ``()`` for no block).
       waypoints: your own ``{digit: [stroke waypoints]}`` (default ``WAYPOINTS``).
     """
     size = _check_size(size)
@@ -247,6 +235,15 @@ def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, 
     strokes, mask = digit_prototypes.prototype_strokes(points, waypoints)
     pen = 0.22 if size[0] <= 16 else 0.12  # diameter in canvas heights
     ten = lambda value: jnp.full((10,), value, jnp.float32)
+    levels = np.asarray(noise_levels, np.float32).reshape(-1)
+    if noise_probs is None:
+        noise_probs = np.full(levels.shape, 0.5 / max(1, levels.size - 1), np.float32)
+        noise_probs[0] = 0.5 if levels.size > 1 else 1.0
+    probs = np.asarray(noise_probs, np.float32).reshape(-1)
+    if probs.shape != levels.shape or np.any(probs < 0) or not np.isclose(probs.sum(), 1.0, atol=1e-5):
+        raise ConstraintError(f"noise_probs must be {levels.size} probabilities summing to 1 (one per noise level); "
+                              f"got {noise_probs!r}.")
+    sides = default_occluder_sides(size) if occluder_sides is None else tuple(int(s) for s in occluder_sides)
     params = DigitParams(
         component_probs=jnp.ones((10, 1), jnp.float32),
         stroke_mean=jnp.asarray(strokes)[:, None],
@@ -260,8 +257,11 @@ def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, 
         ink_scale=ten(0.5),
         noise=ten(noise),
         outlier=ten(outlier),
+        noise_levels=jnp.tile(jnp.asarray(levels), (10, 1)),
+        noise_probs=jnp.tile(jnp.asarray(probs), (10, 1)),
+        occluder=ten(occluder),
     )
-    return DigitModels(params, size, supersample)
+    return DigitModels(params, size, supersample, sides)
 
 
 # ---------------------------------------------------------------------------

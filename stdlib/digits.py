@@ -12,7 +12,7 @@ address               distribution                      meaning
                       stroke_scale[component])``
 ``log_width``         ``Normal``                        log pen diameter (canvas heights)
 ``ink``               ``Normal``                        log ink flow (opacity ``1 - exp(-e^ink density)``)
-``image``             :class:`RobustPixels`             ``(H, W)``: ``(1 - outlier) Normal(render, noise) + outlier Uniform(0, 1)``
+``image``             :class:`RobustPixels`             ``(H, W)``: clipped noise of unknown level, stray pixels, an occluding block
 ====================  ================================  =====================================================
 
 Recognition asks every class model to explain the image (MAP over strokes and
@@ -44,9 +44,11 @@ Example (scikit-learn's 8x8 digits need the ``examples`` extra)::
 from stdlib import digit_demo as _demo
 from stdlib import digit_inference as _inference
 from stdlib import digit_model as _model
+from stdlib import digit_pixels as _pixels
 from stdlib import digit_prototypes  # noqa: F401
 from stdlib.digit_demo import *  # noqa: F401,F403
 from stdlib.digit_inference import *  # noqa: F401,F403
 from stdlib.digit_model import *  # noqa: F401,F403
+from stdlib.digit_pixels import *  # noqa: F401,F403
 
-__all__ = _model.__all__ + _inference.__all__ + _demo.__all__
+__all__ = _model.__all__ + _pixels.__all__ + _inference.__all__ + _demo.__all__
