@@ -211,7 +211,7 @@ def _default_extent(size) -> float:
 
 
 def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, extent: float | None = None,
-               stroke_scale: float = 0.12, noise: float = 0.2, outlier: float = 0.02,
+               stroke_scale: float = 0.12, noise: float = 0.2, outlier: float | None = None,
                noise_levels=NOISE_LEVELS, noise_probs=None, occluder: float = 0.5, occluder_sides=None,
                waypoints=None) -> DigitModels:
     """Hand-written default models of 0-9 (see :mod:`stdlib.digit_prototypes`), usable wherever ``fit``'s are.
@@ -222,7 +222,8 @@ def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, 
       points: vertices per stroke.
       extent: half the digit height in canvas heights (default from ``size``).
       stroke_scale: prior sd of each vertex around the prototype (canonical units).
-      noise, outlier: the rendering's pixel sd and the stray-pixel probability (:class:`RobustPixels`).
+      noise, outlier: the rendering's pixel sd and the stray-pixel probability (:class:`RobustPixels`;
+        ``outlier`` defaults to 0.02 up to 16 pixels high, else 0.05: more pixels, more a stroke model misses).
       noise_levels, noise_probs: the grid of extra per-image noise sd the likelihood sums over, and its
         prior (default: half on the first level, the rest spread evenly).
       occluder, occluder_sides: probability of an occluding block and its side lengths in pixels
@@ -232,6 +233,7 @@ def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, 
     size = _check_size(size)
     supersample = (2 if size[0] <= 16 else 1) if supersample is None else int(supersample)
     extent = _default_extent(size) if extent is None else float(extent)
+    outlier = (0.02 if size[0] <= 16 else 0.05) if outlier is None else float(outlier)
     strokes, mask = digit_prototypes.prototype_strokes(points, waypoints)
     pen = 0.22 if size[0] <= 16 else 0.12  # diameter in canvas heights
     ten = lambda value: jnp.full((10,), value, jnp.float32)
