@@ -1,4 +1,4 @@
-"""The digit models' pixel likelihood: clipped noise of unknown level, stray pixels and an occluding block.
+"""The digit models' pixel likelihood: clipped noise of unknown level, stray pixels and an ink blot.
 
 A scanned or photographed digit is a rendering corrupted in three ways, and
 :class:`RobustPixels` models each as it happens, marginalising the nuisance
@@ -13,19 +13,23 @@ exactly (a closed form, so MAP and the Laplace evidence see a smooth function):
    0 and 1: the blank background of a clean scan, half the background of a
    noisy one.) The level is summed out: ``log sum_k p_k prod_ij p(y_ij | k)``.
 2. **Stray pixels.** Each pixel is, with probability ``outlier``, a *stray*
-   pixel from :func:`stray_log_prob` (mass ``spike`` at 0, ``spike`` at 1, the rest
-   uniform in between) instead.
-3. **An occluding block.** With probability ``occluder`` the image holds one
-   ``h x w`` rectangle (``h, w`` from ``occluder_sides``, uniform; position
-   uniform) of stray pixels: a blot of ink or an erased patch. The block is summed
-   out over every shape and position, with box sums of the per-pixel log-ratio
-   ``log stray - log p(y | render)`` (``lax.reduce_window``), so a 3x3 blot costs
-   one ``log(occluder / #blocks)`` instead of nine stray pixels, and the strokes
-   are not pulled onto it.
+   pixel instead (:func:`endpoint_log_prob`: mass ``spike`` at 0, ``spike`` at 1,
+   the rest uniform in between).
+3. **An ink blot.** With probability ``occluder`` the image holds one ``h x w``
+   rectangle (``h, w`` from ``occluder_sides``, uniform; position uniform) of
+   blot pixels: saturated ink (mass ``blot_ink`` at 1), some grey, almost never
+   blank (mass ``blot_blank`` at 0). The blot is summed out over every shape and
+   position, with box sums of the per-pixel log-ratio ``log blot - log p(y |
+   render)`` (two small matrix products for all blocks at once), so a 3x3 blot
+   costs one ``log(occluder / #blocks)`` instead of nine stray pixels, and the
+   strokes are not pulled onto it. Blots are ink, not erasures, on purpose: a
+   blank block would explain away any stroke a wrong class draws where the
+   image is empty, and cost clean accuracy (an erased patch is left to the stray
+   pixels).
 
 The per-pixel *curvature* :meth:`RobustPixels.curvature` (for the Laplace
 evidence) weights each noise level's ``-d^2 log p / d render^2`` by the posterior
-probability of that level and of the pixel being outside the block.
+probability of that level and of the pixel being outside the blot.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from jax.scipy.special import log_ndtr, logsumexp
 from numpyro import distributions as dist
 from numpyro.distributions import constraints
 
-__all__ = ["RobustPixels", "censored_normal_log_prob", "default_occluder_sides", "stray_log_prob"]
+__all__ = ["RobustPixels", "censored_normal_log_prob", "default_occluder_sides", "endpoint_log_prob"]
 
 
 def censored_normal_log_prob(value, loc, scale):
@@ -49,16 +53,24 @@ def censored_normal_log_prob(value, loc, scale):
     return jnp.where(at_zero | at_one, tail, inside)
 
 
-def stray_log_prob(value, spike):
-    """A stray pixel's ``log p``: mass ``spike`` at 0 and at 1, density ``1 - 2 spike`` on ``(0, 1)``."""
-    at_ends = (value <= 0.0) | (value >= 1.0)
-    return jnp.where(at_ends, jnp.log(spike), jnp.log1p(-2.0 * spike))
+def endpoint_log_prob(value, at_zero, at_one):
+    """``log p`` of a pixel with mass ``at_zero`` at 0, ``at_one`` at 1 and density ``1 - at_zero - at_one`` on ``(0, 1)``."""
+    return jnp.where(value <= 0.0, jnp.log(at_zero), jnp.where(value >= 1.0, jnp.log(at_one), jnp.log1p(-at_zero - at_one)))
+
+
+def _sample_endpoint(key, shape, at_zero, at_one):
+    k_kind, k_value = jax.random.split(key)
+    kind = jax.random.choice(k_kind, 3, shape, p=jnp.stack([at_zero, at_one, 1.0 - at_zero - at_one]))
+    return jnp.where(kind == 0, 0.0, jnp.where(kind == 1, 1.0, jax.random.uniform(k_value, shape)))
 
 
 def default_occluder_sides(size) -> tuple[int, ...]:
-    """Side lengths of the occluding blocks for a canvas: a quarter, three eighths and half its height."""
+    """Side lengths of the blots for a canvas: a quarter, three eighths and half its height, at least 3 pixels.
+
+    (A 2x2 block of ink is just a thick stroke: as a blot it would let a wrong class explain away ink it misses.)
+    """
     height = int(size[0])
-    return tuple(sorted({max(1, round(height * f)) for f in (0.25, 0.375, 0.5)}))
+    return tuple(sorted({min(height, max(3, round(height * f))) for f in (0.25, 0.375, 0.5)}))
 
 
 def _box_sum_operators(sides, event_shape):
@@ -89,9 +101,10 @@ class RobustPixels(dist.Distribution):
       noise: the model's own pixel sd (rendering error), added in quadrature to every level.
       outlier: per-pixel probability of a stray pixel.
       noise_levels, noise_probs: ``(K,)`` extra noise sd per image, and its prior.
-      occluder: probability that the image holds one occluding block.
-      occluder_sides: static tuple of block side lengths (pixels); ``()`` for none.
+      occluder: probability that the image holds one ink blot.
+      occluder_sides: static tuple of blot side lengths (pixels); ``()`` for none.
       spike: a stray pixel's mass at 0 and at 1.
+      blot_blank, blot_ink: a blot pixel's mass at 0 and at 1.
 
     Example::
 
@@ -109,13 +122,16 @@ class RobustPixels(dist.Distribution):
         "noise_probs": constraints.simplex,
         "occluder": constraints.unit_interval,
         "spike": constraints.interval(0.0, 0.5),
+        "blot_blank": constraints.unit_interval,
+        "blot_ink": constraints.unit_interval,
     }
     support = constraints.independent(constraints.unit_interval, 2)
     reparametrized_params = ["loc", "noise"]
 
     def __init__(self, loc, noise, outlier, noise_levels=(0.0,), noise_probs=(1.0,), occluder=0.0,
-                 occluder_sides=(), spike=0.25, *, validate_args=None):
+                 occluder_sides=(), spike=0.25, blot_blank=0.01, blot_ink=0.8, *, validate_args=None):
         self.loc, self.noise, self.outlier, self.occluder, self.spike = loc, noise, outlier, occluder, spike
+        self.blot_blank, self.blot_ink = blot_blank, blot_ink
         self.noise_levels = jnp.asarray(noise_levels, jnp.result_type(float))
         self.noise_probs = jnp.asarray(noise_probs, jnp.result_type(float))
         shape = jnp.shape(loc)
@@ -135,7 +151,7 @@ class RobustPixels(dist.Distribution):
         loc = self.loc if loc is None else loc
         scales = self._scales().reshape((-1,) + (1,) * jnp.ndim(loc))
         clean = censored_normal_log_prob(value, loc, scales)
-        stray = stray_log_prob(value, self.spike)
+        stray = endpoint_log_prob(value, self.spike, self.spike)
         return jnp.logaddexp(jnp.log1p(-self.outlier) + clean, jnp.log(self.outlier) + stray)
 
     def _combine(self, per_level, value):
@@ -144,7 +160,8 @@ class RobustPixels(dist.Distribution):
         total = jnp.sum(per_level, axis=(-2, -1))  # (K, ...)
         if self.blocks is not None:
             rows, cols, log_weight = self.blocks
-            ratio = stray_log_prob(value, self.spike) - per_level  # (K, ..., H, W): gain of a pixel being occluded
+            blot = endpoint_log_prob(value, self.blot_blank, self.blot_ink)
+            ratio = blot - per_level  # (K, ..., H, W): gain of a pixel being under the blot
             sums = jnp.einsum("rh,...hw,cw->...rc", rows, ratio, cols)  # (K, ..., R, C): every block's gain
             in_block = jnp.log(self.occluder) + logsumexp(log_weight + sums, axis=(-2, -1))
             total = total + jnp.logaddexp(jnp.log1p(-self.occluder), in_block)
@@ -155,7 +172,7 @@ class RobustPixels(dist.Distribution):
 
     def curvature(self, value):
         """``(..., H, W)`` the Gauss-Newton weight of each pixel: ``E[-d^2 log p(y_ij | k) / d loc_ij^2]`` over the
-        posterior of the level and of the pixel being outside the block, clipped at 0."""
+        posterior of the level and of the pixel being outside the blot, clipped at 0."""
         per_level = self.level_log_prob(value)
         responsibility = jax.grad(lambda terms: jnp.sum(self._combine(terms, value)))(per_level)
 
@@ -176,7 +193,7 @@ class RobustPixels(dist.Distribution):
         level = jax.random.categorical(k_level, jnp.log(self.noise_probs), shape=images)
         scale = self._scales()[level][..., None, None]
         image = jnp.clip(self.loc + scale * jax.random.normal(k_noise, shape), 0.0, 1.0)
-        stray = self._sample_stray(k_stray, shape)
+        stray = _sample_endpoint(k_stray, shape, self.spike, self.spike)
         image = jnp.where(jax.random.bernoulli(k_pick, self.outlier, shape), stray, image)
         if self.block_shapes:
             heights = jnp.array([h for h, _ in self.block_shapes])
@@ -189,10 +206,6 @@ class RobustPixels(dist.Distribution):
             cols = jnp.arange(shape[-1])[None, :]
             inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
             present = jax.random.bernoulli(k_block, self.occluder, images)[..., None, None]
-            image = jnp.where(inside & present, self._sample_stray(jax.random.fold_in(k_block, 1), shape), image)
+            blot = _sample_endpoint(jax.random.fold_in(k_block, 1), shape, self.blot_blank, self.blot_ink)
+            image = jnp.where(inside & present, blot, image)
         return image
-
-    def _sample_stray(self, key, shape):
-        k_kind, k_value = jax.random.split(key)
-        kind = jax.random.choice(k_kind, 3, shape, p=jnp.stack([self.spike, self.spike, 1.0 - 2.0 * self.spike]))
-        return jnp.where(kind == 0, 0.0, jnp.where(kind == 1, 1.0, jax.random.uniform(k_value, shape)))

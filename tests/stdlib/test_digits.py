@@ -103,12 +103,13 @@ def test_model_passes_the_interface_checks(proto):
     ppl.testing.check_interface(proto.model, (proto.of(3),), changes={"log_width": jnp.array(-1.5)})
 
 
-def _brute_force_log_prob(loc, y, noise, outlier, levels, level_probs, occluder, side, spike):
-    """``log p(y)`` by enumerating the noise level and every block position (numpy, float64)."""
+def _brute_force_log_prob(loc, y, noise, outlier, levels, level_probs, occluder, side, spike, blot=(0.01, 0.8)):
+    """``log p(y)`` by enumerating the noise level and every blot position (numpy, float64)."""
     from scipy.stats import norm
 
     loc, y = np.asarray(loc, np.float64), np.asarray(y, np.float64)
     stray = np.where((y <= 0) | (y >= 1), spike, 1 - 2 * spike)
+    blotted = np.where(y <= 0, blot[0], np.where(y >= 1, blot[1], 1 - blot[0] - blot[1]))
     height, width = y.shape
     total = 0.0
     for level, level_prob in zip(levels, level_probs):
@@ -119,14 +120,14 @@ def _brute_force_log_prob(loc, y, noise, outlier, levels, level_probs, occluder,
         likelihood = (1 - occluder) * np.prod(pixel)
         for i, j in blocks:
             occluded = pixel.copy()
-            occluded[i : i + side, j : j + side] = stray[i : i + side, j : j + side]
+            occluded[i : i + side, j : j + side] = blotted[i : i + side, j : j + side]
             likelihood += occluder / len(blocks) * np.prod(occluded)
         total += level_prob * likelihood
     return np.log(total)
 
 
 def test_robust_pixels_sums_out_noise_level_and_block_exactly():
-    """Censored noise at each level, stray pixels, one block: the closed form equals enumeration."""
+    """Censored noise at each level, stray pixels, one blot: the closed form equals enumeration."""
     loc = jnp.array(np.random.default_rng(0).uniform(0, 1, (4, 5)), jnp.float32)
     y = jnp.array([[0.0, 1.0, 0.3, 0.0, 0.9], [1.0, 1.0, 0.5, 0.0, 0.0], [0.2, 1.0, 1.0, 0.7, 0.0], [0.0, 0.0, 0.1, 1.0, 0.4]])
     levels, probs = (0.0, 0.3, 0.6), (0.5, 0.3, 0.2)
