@@ -11,8 +11,10 @@ the Laplace approximation at its best optimum ``z*``::
     log p(image, m) ~= f_m(z*) + d/2 log(2 pi) - 1/2 log det(I + J^T W J)
 
 with ``J = d render / d z`` (forward-mode Jacobian) and ``W`` the per-pixel
-curvature ``-d^2 log p(y | mean) / d mean^2`` clipped at 0 (a generalised
-Gauss-Newton Hessian: always positive definite; outlier pixels carry no
+curvature ``-d^2 log p(y | mean) / d mean^2`` of the pixel likelihood, weighted
+by the posterior of the noise level and of the pixel lying outside the blot,
+clipped at 0 (:meth:`stdlib.digit_pixels.RobustPixels.curvature`: a generalised
+Gauss-Newton Hessian, always positive definite; blotted pixels carry no
 curvature). Absent strokes cancel exactly (their term is ``log N(0) + 1/2 log
 2 pi = 0`` per coordinate), so classes with 1, 2 or 3 strokes compare fairly.
 The class's evidence is ``logsumexp_m``. It is a deterministic approximation:
