@@ -135,7 +135,7 @@ def _laplace(z, component, image, params, size, supersample, occluder_sides):
 
 
 def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, supersample,
-                occluder_sides: tuple = ()) -> StrokeFit:
+                occluder_sides: tuple) -> StrokeFit:
     """MAP explanations of ``image (H, W)`` by one class: a population of hypotheses, pruned; jittable.
 
     ``M * budget.restarts`` hypotheses (each template, at the prior pose and at
@@ -200,8 +200,12 @@ def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, su
 
 
 @functools.cache
-def evidence_estimator(budget: Budget, size: tuple, supersample: int, occluder_sides: tuple = ()):
-    """``estimator(key, model, obs, params) -> (log_evidence, 0.0)`` for ``ppl.infer.classify`` (one object per budget)."""
+def evidence_estimator(budget: Budget, size: tuple, supersample: int, occluder_sides: tuple):
+    """``estimator(key, model, obs, params) -> (log_evidence, 0.0)`` for ``ppl.infer.classify`` (one object per budget).
+
+    ``size``, ``supersample`` and ``occluder_sides`` are the models' (``DigitModels``): the Laplace term must see
+    the same likelihood as ``model``, so there is no default.
+    """
 
     def estimator(key, model, obs, params):
         image = as_choice_map(obs)["image"]
