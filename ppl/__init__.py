@@ -12,7 +12,11 @@ run them through the generative-function interface (``simulate``, ``assess``,
     >>> trace = coin.simulate(jax.random.key(0), 0.5)
 """
 
-from numpyro import distributions as dist
+from ppl import xla_flags as _xla_flags
+
+_xla_flags.configure()  # before anything starts JAX's CPU backend; see ppl.xla_flags
+
+from numpyro import distributions as dist  # noqa: E402
 
 from ppl import errors
 from ppl.choices import ChoiceMap

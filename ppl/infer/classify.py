@@ -88,7 +88,8 @@ class Classification(Mapping):
         estimator reports it (NaN when the estimator reports none).
 
     ``result[name]`` is that hypothesis's ``(...)`` probability; ``result.best``
-    the ``(...)`` index of the most probable one.
+    the ``(...)`` index of the most probable one; ``np.asarray(result)`` the
+    ``(..., K)`` probabilities.
     """
 
     names: tuple[str, ...] = dataclasses.field(metadata={"static": True})
@@ -109,6 +110,15 @@ class Classification(Mapping):
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(result)`` is ``result.probabilities``, shape ``(..., K)``.
+
+        (Without this NumPy would see a ``Mapping`` and build a 0-d object array,
+        on which ``.argmax(-1)`` silently returns nonsense.)
+        """
+        array = np.asarray(self.probabilities, dtype=dtype)
+        return array.copy() if copy else array
 
     @property
     def best(self) -> jax.Array:

@@ -97,6 +97,16 @@ def test_mapping_interface(stacked_result):
     assert set(dict(stacked_result)) == set(STACKED)
 
 
+def test_numpy_conversion_gives_the_probabilities(simulated, stacked_result):
+    labels, _ = simulated
+    array = np.asarray(stacked_result)
+    assert array.shape == (200, 3) and array.dtype == np.float32
+    np.testing.assert_array_equal(array, np.asarray(stacked_result.probabilities))
+    np.testing.assert_array_equal(array.argmax(-1), np.asarray(stacked_result.best))
+    assert np.asarray(stacked_result, dtype=np.float64).dtype == np.float64
+    assert np.mean(array.argmax(-1) == labels) >= 0.95
+
+
 def test_separate_models_give_the_stacked_answer(simulated, stacked_result):
     _, y = simulated
     separate = ppl.infer.classify(KEY, SEPARATE, {"y": y[:20]}, n=4000)
