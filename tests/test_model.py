@@ -54,9 +54,12 @@ def test_update_with_a_change_returns_the_exact_score_difference(case):
 
 def test_check_interface_catches_a_broken_generative_function():
     class Broken(ppl.Model):
-        def run(self, key, constraints, args, assess):
-            trace, weight = super().run(key, constraints, args, assess)
-            return trace._replace(score=trace.score + 1.0), weight
+        """Adds a term to the density only when it samples (so simulate and assess disagree)."""
+
+        def body(self, context, *args):
+            if context.key is not None:
+                context.factor(1.0)
+            return super().body(context, *args)
 
     broken = Broken(plain.fn, name="broken")
     with pytest.raises(AssertionError, match="assess"):

@@ -54,7 +54,8 @@ from numpyro.distributions import Distribution
 
 from ppl.choices import split_address
 from ppl.errors import CompositionError, PPLError
-from ppl.model import GenerativeFunction, Model, factor, sample
+from ppl.interface import GenerativeFunction
+from ppl.model import Model, factor, sample
 from ppl.validation import describe
 
 __all__ = ["features", "Features", "log_compatibility", "product_of_experts", "register_product"]
@@ -439,8 +440,8 @@ class Features(GenerativeFunction):
         factor(log_compat)
         return {channel: sample(channel, distribution) for channel, distribution in combined.items()}
 
-    def run(self, key, constraints, args, assess):
-        return self._model.run(key, constraints, args, assess)
+    def body(self, context, *args):
+        return context.call(None, self._model, *args)
 
     def __repr__(self) -> str:
         return f"<ppl.{self.name}>"

@@ -42,8 +42,8 @@ class Replicate(GenerativeFunction):
 
     def body(self, context: Context, active, *args):
         return context.vmap(lambda copy, _: copy.call(None, self.part, *args), None, self.count, active=active,
-                            what=f"this stack of {self.count} parts (one entry per part slot; inactive slots need "
-                                 "values too)")
+                            what=f"this stack of {self.count} parts (inactive slots need values too)",
+                            axis="part-slot")
 
 
 def count_spec(count: Any, max_parts: int, where: str):

@@ -8,11 +8,52 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+import jax
+import jax.numpy as jnp
+
 from ppl.choices import split_address
-from ppl.errors import CompositionError
-from ppl.model import GenerativeFunction
+from ppl.errors import CompositionError, PPLError
+from ppl.interface import GenerativeFunction, Trace
+from ppl.model import Model
 
 __all__: list[str] = []
+
+
+class Composite(GenerativeFunction):
+    """A combinator whose body is an internal ``ppl.Model`` over its parts (run in the same scope)."""
+
+    parts: dict[str, GenerativeFunction]
+    _model: Model
+
+    def body(self, context, *args):
+        return context.call(None, self._model, *args)
+
+    def part_scores(self, trace: Trace, *args) -> jax.Array:
+        """``log p`` of each part's choices, in part order; shape ``(n_parts,)``.
+
+        ``args`` default to ``trace.args``. The entries sum to ``trace.score``
+        minus the log density of the combinator's own choices (none for
+        ``seq``; the boundaries for ``changepoint``).
+        """
+        args = args or tuple(trace.args)
+        scores = []
+        for address, part in self.parts.items():
+            try:
+                scores.append(part.assess(trace.choices.submap(address), *args).log_density)
+            except PPLError as err:
+                raise err.within(address, self.name) from None
+        return jnp.stack(scores)
+
+
+def label(combinator: str, parts: dict[str, GenerativeFunction]) -> str:
+    """``"seq(a, b)"`` for positional parts, ``"seq(rise=a, fall=b)"`` for named ones."""
+    positional = list(parts) == [str(i) for i in range(len(parts))]
+    names = [p.name if positional else f"{a}={p.name}" for a, p in parts.items()]
+    return f"{combinator}({', '.join(names)})"
+
+
+def describe_tree(tree) -> str:
+    return str(jax.tree.map(lambda leaf: f"{jnp.result_type(leaf)}{list(jnp.shape(leaf))}", tree))
 
 
 def named_parts(

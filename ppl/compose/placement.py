@@ -19,7 +19,8 @@ from numpyro.distributions import Distribution
 
 from ppl.compose.painting import Layers, Placed, Pose, Sprite, is_canvas_array
 from ppl.errors import CompositionError
-from ppl.model import GenerativeFunction, Model, sample
+from ppl.interface import GenerativeFunction
+from ppl.model import Model, sample
 
 __all__ = ["place", "beside", "above", "inside"]
 

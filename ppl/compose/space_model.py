@@ -10,18 +10,22 @@ Choices (one fixed structure for every code):
   node (operators written as plain functions have none);
 - ``"obs"`` (or ``"obs/..."``): the observation, when the space has ``observe``.
 
-Node ``i`` is a ``ppl.either`` over its kinds with ``code[i]`` as the index:
-its value is the value of kind ``code[i]`` (terminals called with ``*args``,
-operators with ``(left value, right value, *args)``), zeros when empty; values
-combine bottom-up and the root's is the return value. Only the active kind of
-each non-empty node counts::
+Node ``i`` is a switch over its kinds with ``code[i] - 1`` as the index
+(``context.switch``, as in ``ppl.either``): its value is the value of kind
+``code[i]`` (terminals called with ``*args``, operators with ``(left value,
+right value, *args)``), zeros when empty; values combine bottom-up and the
+root's is the return value. The kinds a code does not use, at every node, are
+inactive: auxiliary variables drawn from and scored under their prior (the
+convention of :mod:`ppl.context`)::
 
-    score = sum over non-empty nodes i of score(node i's kind) + log p(obs | root value)
-          = log p(latents, obs | code)
+    score = sum over nodes i and kinds j of score(node i, kind j) + log p(obs | root value)
+          = log p(active latents, obs | code) + log p(inactive latents)
 
-The structure prior ``space.log_prior(code)`` is *not* included. A concrete
-code is validated eagerly (``CompositionError``); with a concrete code
-``assess`` needs only the active choices, under ``jit`` all of them.
+so the evidence ``p(obs | code)`` is unchanged by the inactive choices, and
+inference that sees activity (Laplace) integrates them exactly. The structure
+prior ``space.log_prior(code)`` is *not* included. A concrete code is
+validated eagerly (``CompositionError``); with a concrete code ``assess``
+needs only the active choices, under ``jit`` all of them.
 """
 
 from __future__ import annotations
@@ -36,13 +40,23 @@ from numpyro.distributions import Distribution
 
 from ppl import validation
 from ppl.choices import ChoiceMap
-from ppl.compose.choice import Alternative, check_same_structure, placeholder_key, run_alternatives, select
-from ppl.errors import CompositionError, PPLError
-from ppl.model import GenerativeFunction, Model, Trace, sample
+from ppl.context import Context
+from ppl.errors import CompositionError
+from ppl.interface import GenerativeFunction
 
 __all__ = ["CompositionModel", "Deterministic", "as_operator", "active_choices"]
 
 OBS = "obs"
+
+
+class _Node(GenerativeFunction):
+    """One node of the tree: a switch among its kinds (every kind runs, the code's kind is returned)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def body(self, context: Context, index, branches, concrete, fallback):
+        return context.switch(index, branches, concrete=concrete, fallback=fallback)
 
 
 class CompositionModel(GenerativeFunction):
@@ -51,90 +65,44 @@ class CompositionModel(GenerativeFunction):
     def __init__(self, space, name: str):
         self.space = space
         self.name = name
+        self._nodes = [_Node(f"{name} node {i}") for i in range(space.size)]
 
-    def run(self, key, constraints, args, assess):
+    def body(self, context: Context, *args):
         if not args:
             raise CompositionError("space.model is called with (code, *args); the code is missing.",
                                    model=self.name)
         space, (code, *rest) = self.space, args
         code = space.check_shape(code)
         kinds = space.validate(code) if validation.is_concrete(code) else None
-        width = space.num_terminals + space.num_operators
-        count = space.size * width + 1
-        keys = jax.random.split(key, count) if key is not None else [None] * count
+        zeros = self._zeros(rest)
         values: list[Any] = [None] * space.size
-        choices, score, log_weight = {}, jnp.zeros(()), jnp.zeros(())
         for i in reversed(range(space.size)):  # children before parents
-            alternatives = [Alternative(name, f, tuple(rest)) for name, f in space.terminals.items()]
+            branches = [(name, f, tuple(rest)) for name, f in space.terminals.items()]
             if not space.tables.bottom[i]:
-                left, right = (self._value(values[c], rest) for c in (2 * i + 1, 2 * i + 2))
-                alternatives += [Alternative(name, f, (left, right, *rest))
-                                 for name, f in space.operators.items()]
-            active = int(kinds[i]) - 1 if (assess and kinds is not None) else None
-            node_keys = keys[i * width : i * width + len(alternatives)]
-            try:
-                results = run_alternatives(node_keys, constraints.submap(f"node_{i}"), alternatives, active,
-                                           assess, self.name)
-            except PPLError as err:
-                raise err.within(f"node_{i}", self.name) from None
-            entries = {a.name: r[0].choices for a, r in zip(alternatives, results) if r and r[0].choices}
-            if entries:
-                choices[f"node_{i}"] = ChoiceMap.from_entries(entries)
-            if active is not None:  # concrete code in assess: only the active kind ran for sure
-                trace, weight = results[active] if active >= 0 else (None, 0.0)
-                values[i] = trace.retval if trace is not None else None
-                score = score + (trace.score if trace is not None else 0.0)
-                log_weight = log_weight + weight
-                continue
-            retvals = [r[0].retval for r in results]
-            check_same_structure(retvals, [a.name for a in alternatives], self.name, "terminal or operator")
-            zero = jnp.zeros(())
-            values[i] = select(code[i], [jax.tree_util.tree_map(jnp.zeros_like, retvals[0])] + retvals)
-            score = score + select(code[i], [zero] + [r[0].score for r in results])
-            log_weight = log_weight + select(code[i], [zero] + [r[1] for r in results])
-        root = self._value(values[0], rest)
-        if space.observe is not None:
-            observation, observed_weight = self._observe(keys[-1], constraints, root, rest, assess)
-            own_address = isinstance(space.observe, GenerativeFunction)
-            choices[OBS] = observation.choices if own_address else observation.choices[OBS]
-            score, log_weight = score + observation.score, log_weight + observed_weight
-        return Trace(ChoiceMap.from_entries(choices), score, root, tuple(args)), log_weight
-
-    def _value(self, value, args):
-        """A node's value, or zeros of the common value shape for an empty node skipped in assess."""
-        if value is not None:
-            return value
-        first = next(iter(self.space.terminals.values()))
-        trace, _ = first.run(placeholder_key(), ChoiceMap(), tuple(args), False)
-        return jax.tree_util.tree_map(jnp.zeros_like, trace.retval)
-
-    def _observe(self, key, constraints: ChoiceMap, value, args, assess):
-        observe = self.space.observe
+                left, right = (zeros if values[c] is None else values[c] for c in (2 * i + 1, 2 * i + 2))
+                branches += [(name, f, (left, right, *rest)) for name, f in space.operators.items()]
+            concrete = int(kinds[i]) - 1 if (kinds is not None and context.interpreter.complete) else None
+            values[i] = context.call(f"node_{i}", self._nodes[i], code[i] - 1, branches, concrete, zeros)
+        root = values[0]
+        observe = space.observe
         if isinstance(observe, GenerativeFunction):
-            try:
-                return observe.run(key, constraints.submap(OBS), (value, *args), assess)
-            except PPLError as err:
-                raise err.within(OBS, self.name) from None
-        try:  # a function returning a distribution: one site at "obs"
-            return _observation_model(observe).run(key, constraints, (value, *args), assess)
-        except PPLError as err:
-            err.model = self.name
-            raise
+            context.call(OBS, observe, root, *rest)
+        elif observe is not None:
+            distribution = observe(root, *rest)
+            if not isinstance(distribution, Distribution):
+                raise CompositionError(f"observe must return a distribution (ppl.dist.*), got {distribution!r}.",
+                                       model=self.name)
+            context.sample(OBS, distribution)
+        return root
+
+    def _zeros(self, args):
+        """Zeros of the common value shape (the value of an empty node)."""
+        first = next(iter(self.space.terminals.values()))
+        shapes = jax.eval_shape(lambda: first.simulate(jax.random.key(0), *args).retval)
+        return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def __repr__(self) -> str:
         return f"<ppl.Space model {self.name}>"
-
-
-def _observation_model(observe: Callable) -> Model:
-    def observation(value, *args):
-        distribution = observe(value, *args)
-        if not isinstance(distribution, Distribution):
-            raise CompositionError(
-                f"observe must return a distribution (ppl.dist.*), got {distribution!r}."
-            )
-        return sample(OBS, distribution)
-
-    return Model(observation, name="observe")
 
 
 class Deterministic(GenerativeFunction):
@@ -143,9 +111,8 @@ class Deterministic(GenerativeFunction):
     def __init__(self, fn: Callable, name: str):
         self.fn, self.name = fn, name
 
-    def run(self, key, constraints, args, assess):
-        left, right = args[:2]
-        return Trace(ChoiceMap(), jnp.zeros(()), self.fn(left, right), tuple(args)), jnp.zeros(())
+    def body(self, context: Context, left, right, *args):
+        return self.fn(left, right)
 
 
 def as_operator(name: str, operator: Any, space_name: str) -> GenerativeFunction:

@@ -1,14 +1,8 @@
-"""Composition in time: "A happens, then B happens".
+"""Composition in time, step by step: ``ppl.unfold``, a Markov chain of a step model run with ``lax.scan``.
 
-Three combinators, each a generative function itself (so they nest):
+(The other combinators in time: :mod:`ppl.compose.seq` and :mod:`ppl.compose.changepoint`.)
 
-- :func:`unfold` -- a Markov chain of a step model, run with ``lax.scan``.
-- :func:`seq` -- parts one after another, outputs concatenated in time
-  (in :mod:`ppl.compose.segments`, re-exported here).
-- :func:`changepoint` -- segments whose boundaries are latent choices
-  (in :mod:`ppl.compose.segments`, re-exported here).
-
-``unfold`` in brief. ``step`` is a generative function called as
+``step`` is a generative function called as
 ``step(t, state, *args) -> new_state``; ``unfold(step, steps)`` is called as
 ``chain(init_state, *args)`` and runs ``t = 0, ..., steps - 1``::
 
@@ -26,7 +20,9 @@ time axis of length ``steps``. ``trace.retval`` is the stacked states
 ``(steps, ...)`` (``state_0 ... state_{steps-1}``, not ``init_state``).
 
 Compile time does not depend on ``steps``: the step is traced once, inside one
-``lax.scan``.
+``lax.scan`` (``context.scan``, which carries the interpreter of the call into
+every step, so ``simulate``/``assess``/``generate``/``update``, MAP, MCMC and
+NUTS all see the step's choices). Weights: :mod:`ppl.interface`.
 
 Example::
 
@@ -52,12 +48,13 @@ import numpy as np
 from jax import lax
 
 from ppl.choices import ChoiceMap, as_choice_map
-from ppl.compose.segments import Changepoint, Seq, changepoint, seq
+from ppl.context import Context, check_finite_rows, interpret
 from ppl.errors import CompositionError, NonFiniteError, PPLError, ShapeError
-from ppl.model import GenerativeFunction, Trace
+from ppl.interface import GenerativeFunction, Segment, Trace
+from ppl.interpreters import Generate
 from ppl.validation import is_concrete
 
-__all__ = ["Unfold", "unfold", "Seq", "seq", "Changepoint", "changepoint"]
+__all__ = ["Unfold", "unfold"]
 
 
 class Unfold(GenerativeFunction):
@@ -104,7 +101,7 @@ class Unfold(GenerativeFunction):
         return f"<ppl.unfold {self.step.name} x {self.steps}>"
 
     # -- the one method every generative function implements ------------------
-    def run(self, key, constraints: ChoiceMap, args: tuple, assess: bool):
+    def body(self, context: Context, *args):
         if not args:
             raise CompositionError(
                 f"'{self.name}' is called as {self.name}(init_state, *args), but got no "
@@ -114,30 +111,26 @@ class Unfold(GenerativeFunction):
             )
         init_state, *extra = args
         init_state = jax.tree.map(strong_array, init_state)
-        _check_time_axis(constraints, self.steps)
-        keys = None if assess else jax.random.split(key, self.steps)
-        times = jnp.arange(self.steps)
+        self._check_finite(context)
 
-        def advance(state, inputs):
-            key_t, constraints_t, t = inputs
-            trace_t, weight_t = self.step.run(key_t, constraints_t, (t, state, *extra), assess)
-            new_state = same_type_state(state, trace_t.retval, self.step.name)
-            return new_state, (trace_t.choices, trace_t.score, weight_t, new_state)
+        def advance(step_context, state, t):
+            new_state = step_context.call(None, self.step, t, state, *extra)
+            new_state = same_type_state(state, new_state, self.step.name)
+            return new_state, new_state
 
         try:
-            _, (choices, scores, weights, states) = lax.scan(
-                advance, init_state, (keys, constraints, times)
-            )
+            _, states, per_step = context.scan(advance, init_state, jnp.arange(self.steps), self.steps,
+                                               what=f"ppl.unfold '{self.name}'", axis="time")
         except PPLError as err:
             raise self._per_step(err) from None
-        if is_concrete(weights) and not np.all(np.isfinite(np.asarray(weights))):
-            self._explain_non_finite(
-                np.asarray(weights), keys, constraints, init_state, extra, states, assess
-            )
-        trace = Trace(choices, jnp.sum(scores), states, tuple(args))
-        return trace, jnp.sum(weights)
+        self._explain_non_finite(per_step, context, init_state, extra, states)
+        return states
 
     # -- for particle filters --------------------------------------------------
+    def segments(self):
+        """One stepped segment: the filter advances ``step`` ``steps`` times."""
+        return (Segment(None, self.step, self.steps, True, self),)
+
     def choices_at(self, choices: ChoiceMap | dict, t) -> ChoiceMap:
         """The choices (or constraints) of time step ``t`` from a stacked choice map.
 
@@ -173,8 +166,7 @@ class Unfold(GenerativeFunction):
         )
 
         def score_of_step(choices_t, t, state):
-            step_trace, _ = self.step.run(None, choices_t, (t, state, *extra), True)
-            return step_trace.score
+            return self.step.assess(choices_t, t, state, *extra).log_density
 
         try:
             return jax.vmap(score_of_step)(trace.choices, jnp.arange(self.steps), previous)
@@ -193,17 +185,33 @@ class Unfold(GenerativeFunction):
         err.model = self.name
         return err
 
-    def _explain_non_finite(self, weights, keys, constraints, init_state, extra, states, assess) -> None:
-        """A non-finite weight outside ``jit``: rerun that one step eagerly, where
-        the constrained values are concrete, so the step raises its own precise
-        error (e.g. ``SupportError``) instead of returning ``-inf``. Returns
-        quietly when the step itself finds nothing wrong (a legitimate ``-inf``)."""
-        t = int(np.argmax(~np.isfinite(weights)))
+    def _check_finite(self, context: Context) -> None:
+        """A concrete float value with NaN or inf: say at which time step, before anything runs."""
+        for inputs in context.inputs:
+            for address, value in inputs.items():
+                if is_concrete(value) and np.issubdtype(np.asarray(value).dtype, np.floating) and np.ndim(value):
+                    t = check_finite_rows(np.asarray(value))
+                    if t is not None:
+                        raise NonFiniteError(
+                            f"the constraint holds NaN or inf (first at time step t={t}). Remove or impute "
+                            "missing data, or mask it with dist.mask(...) inside the step.",
+                            address=address, model=self.name,
+                        )
+
+    def _explain_non_finite(self, per_step: dict, context: Context, init_state, extra, states) -> None:
+        """A non-finite weight outside ``jit``: rerun that one step eagerly, where the
+        constrained values are concrete, so the step raises its own precise error
+        (e.g. ``SupportError``) instead of returning ``-inf``. Returns quietly when the
+        step itself finds nothing wrong (a legitimate ``-inf``)."""
+        weights = per_step.get("weight")
+        if weights is None or not is_concrete(weights) or np.all(np.isfinite(np.asarray(weights))):
+            return
+        t = int(np.argmax(~np.isfinite(np.asarray(weights))))
         state = init_state if t == 0 else jax.tree.map(operator.itemgetter(t - 1), states)
-        key_t = None if keys is None else keys[t]
+        constraints = self.choices_at(context.inputs[0], t) if context.inputs else ChoiceMap()
         try:
-            step_args = (jnp.asarray(t), state, *extra)
-            self.step.run(key_t, self.choices_at(constraints, t), step_args, assess)
+            interpret(self.step, Generate(constraints, context.interpreter.complete), jax.random.key(t),
+                      (jnp.asarray(t), state, *extra))
         except PPLError as err:
             err.message += f" (This is time step t={t} of '{self.name}'.)"
             err.model = self.name
@@ -258,29 +266,6 @@ def _check_steps(steps: Any) -> int:
             "Pass a positive number of steps, e.g. steps=len(observations)."
         )
     return int(steps)
-
-
-def _check_time_axis(constraints: ChoiceMap, steps: int) -> None:
-    """Every constrained leaf must carry the leading time axis of length ``steps``."""
-    for address, value in constraints.items():
-        shape = tuple(np.shape(value))
-        if not shape or shape[0] != steps:
-            raise ShapeError(
-                f"every constraint under ppl.unfold carries a leading time axis of length "
-                f"{steps} (one row per step), but '{{address}}' has shape {shape}. Pass an "
-                f"array of shape ({steps}, ...); for the same value at every step use "
-                f"jnp.broadcast_to(value, ({steps},) + jnp.shape(value)).",
-                address=address,
-            )
-        if is_concrete(value) and np.issubdtype(np.asarray(value).dtype, np.floating):
-            finite = np.isfinite(np.asarray(value)).reshape(steps, -1).all(axis=1)
-            if not finite.all():
-                t = int(np.argmin(finite))
-                raise NonFiniteError(
-                    f"the constraint holds NaN or inf (first at time step t={t}). Remove or "
-                    "impute missing data, or mask it with dist.mask(...) inside the step.",
-                    address=address,
-                )
 
 
 def strong_array(leaf: Any) -> jax.Array:

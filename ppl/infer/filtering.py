@@ -1,8 +1,9 @@
 """Particle filters for sequence composites (the engine behind ``ppl.infer.smc``).
 
-A *sequence* model is a :func:`ppl.unfold` chain or a :func:`ppl.seq` of parts.
-Its filter assimilates it one *step* at a time: every step of an unfold part is
-a step, every other part is one step. With ``n`` particles, at step ``s``:
+A *sequence* model is a generative function with segments
+(:meth:`~ppl.interface.GenerativeFunction.segments`): a :func:`ppl.unfold`
+chain, a :func:`ppl.seq` of parts. Its filter assimilates it one *step* at a
+time: every step of a stepped segment is a step, every other part is one step. With ``n`` particles, at step ``s``:
 
 1. **extend** every particle: ``step.generate(key_i, obs_s, t, state_i, *args)``
    (``vmap`` over particles), giving the step's choices and the incremental
@@ -13,9 +14,10 @@ a step, every other part is one step. With ``n`` particles, at step ``s``:
 3. **resample** when ``ESS_s < ess * n`` (and ``s`` is not the last step), with
    one of :mod:`ppl.infer.resample`'s methods; the weights become equal (their
    mean, so ``log_mean_exp(log_weights)`` stays the evidence estimate);
-4. **rejuvenate** (optional, after each resampling): MCMC kernels move the
-   step's latent choices, targeting ``p(x_s | state_{s-1}, y_s)``, which leaves
-   the filtering distribution invariant.
+4. **rejuvenate** (optional; after each resampling, or at every step with
+   ``rejuvenate_when="always"``): MCMC kernels move the step's latent choices,
+   targeting ``p(x_s | state_{s-1}, y_s)``, which leaves the filtering
+   distribution invariant.
 
 All steps of an unfold run inside **one** ``lax.scan``, so compile time does not
 grow with the number of steps. ``log_evidence = log_mean_exp(final log weights)
@@ -39,14 +41,15 @@ import jax.numpy as jnp
 from jax import lax
 
 from ppl.choices import ChoiceMap
-from ppl.compose.sequence import Seq, Unfold, same_type_state, strong_array
+from ppl.compose.unfold import same_type_state, strong_array
 from ppl.errors import InferenceError, PPLError
 from ppl.infer.evidence import log_sum_exp, normalized_weights
 from ppl.infer.particle_keys import particle_keys, unrolled_for
 from ppl.infer.resample import resample
-from ppl.model import GenerativeFunction, Trace
+from ppl.interface import GenerativeFunction, Segment, Trace
 
-__all__ = ["SMCResult", "SMCConfig", "is_sequence", "filter_program", "filter_start", "filter_chunk", "filter_finish"]
+__all__ = ["SMCResult", "SMCConfig", "is_sequence", "segments_of", "filter_program", "filter_start", "filter_chunk",
+           "filter_finish"]
 
 MOVE_LABEL = 0  # fold_in label of a particle's rejuvenation key (models use labels 1, 2, ...)
 
@@ -109,6 +112,7 @@ class SMCConfig(NamedTuple):
     history: bool
     gate: str
     lineage: str
+    move_always: bool = False
 
 
 def backend_defaults(backend: str) -> dict[str, str]:
@@ -192,33 +196,19 @@ def build_kernel(rejuvenate: Callable, target: GenerativeFunction):
 # ---------------------------------------------------------------------------
 
 
-class Segment(NamedTuple):
-    """One part of a sequence model: an unfold (``steps`` steps) or a static part (one step).
-
-    ``address``: where its choices live in the model (``None``: the model itself).
-    """
-
-    address: str | None
-    model: GenerativeFunction
-    steps: int
-
-    @property
-    def is_unfold(self) -> bool:
-        return isinstance(self.model, Unfold)
-
-
 def is_sequence(model: GenerativeFunction) -> bool:
-    """True for the models filtered step by step: an unfold or a seq."""
-    return isinstance(model, (Unfold, Seq))
+    """True for the models filtered step by step: those with segments (an unfold, a seq)."""
+    return model.segments() is not None
 
 
-def segments_of(model: GenerativeFunction) -> list[Segment]:
-    if isinstance(model, Unfold):
-        return [Segment(None, model, model.steps)]
-    return [
-        Segment(address, part, part.steps if isinstance(part, Unfold) else 1)
-        for address, part in model.parts.items()
-    ]
+def segments_of(model: GenerativeFunction) -> tuple[Segment, ...]:
+    return model.segments()
+
+
+def _is_single_chain(model: GenerativeFunction) -> bool:
+    """One stepped segment at the model's top level (an unfold): results keep its shape."""
+    segments = model.segments()
+    return len(segments) == 1 and segments[0].stepped and segments[0].address is None
 
 
 def _split_observed(choices: ChoiceMap, observed: ChoiceMap) -> ChoiceMap:
@@ -264,19 +254,24 @@ def _assimilate(population, extended, key_g, move_keys, do_allowed, target, trac
     do = do_allowed & (ess < config.ess * config.n) & jnp.isfinite(total)
     kernel = build_kernel(config.rejuvenate, target) if config.rejuvenate is not None else None
 
+    def moved(particles):
+        if kernel is None:
+            return particles, jnp.full((), jnp.nan, jnp.float32)
+        new, acceptance = move(kernel, move_keys, trace_of, particles, config.moves)
+        return (*new, particles[3]), acceptance
+
     def resample_and_move(operand):
         particles, weights = operand
         ancestors, equal = resample_population(key_g, weights, total, config)
-        particles = take(particles, ancestors)
-        acceptance = jnp.full((), jnp.nan, jnp.float32)
-        if kernel is not None:
-            moved, acceptance = move(kernel, move_keys, trace_of, particles, config.moves)
-            particles = (*moved, particles[3])
+        particles, acceptance = moved(take(particles, ancestors))
         return particles, equal, ancestors, acceptance
 
     def keep(operand):
         particles, weights = operand
-        return particles, weights, jnp.arange(config.n, dtype=jnp.int32), jnp.full((), jnp.nan, jnp.float32)
+        acceptance = jnp.full((), jnp.nan, jnp.float32)
+        if config.move_always:  # weighted particles move too: the kernel leaves each target invariant
+            particles, acceptance = moved(particles)
+        return particles, weights, jnp.arange(config.n, dtype=jnp.int32), acceptance
 
     if config.history or kernel is not None:
         particles = (choices, score, retval, context)
@@ -308,13 +303,13 @@ def _initial_states(args, n):
     return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (n,) + leaf.shape), init_state)
 
 
-def _scan_unfold(chain, observed, extra, states, population, times, offset, keys, total_steps, config):
-    """Steps ``times`` of an unfold (global step index ``offset + t``) in one ``lax.scan``.
+def _scan_unfold(segment, observed, extra, states, population, times, offset, keys, total_steps, config):
+    """Steps ``times`` of a stepped segment (global step index ``offset + t``) in one ``lax.scan``.
 
     ``observed`` holds the rows of those steps. Returns the states, the population
     and the stacked :class:`_StepRecord`.
     """
-    step = chain.step
+    step = segment.model
     seed_key, resample_key = keys
 
     def body(carry, inputs):
@@ -354,7 +349,8 @@ def _scan_unfold(chain, observed, extra, states, population, times, offset, keys
     try:
         (states, population), records = lax.scan(body, (states, population), (times, observed))
     except PPLError as err:
-        raise chain._per_step(err) from None
+        per_step = getattr(segment.owner, "_per_step", None)
+        raise (per_step(err) if per_step is not None else err) from None
     return states, population, records
 
 
@@ -363,7 +359,7 @@ def _run_unfold(segment, observed, args, population, keys, offset, total_steps, 
     states = _initial_states(args, config.n)
     times = jnp.arange(segment.steps)
     _, *extra = args
-    return _scan_unfold(segment.model, observed, extra, states, population, times, offset, keys, total_steps, config)
+    return _scan_unfold(segment, observed, extra, states, population, times, offset, keys, total_steps, config)
 
 
 def _run_static(segment, observed, args, population, keys, offset, total_steps, config):
@@ -445,7 +441,7 @@ def _segment_trace(segment, records, observed, lineage, args, n) -> Trace:
     latent = _follow(records.latent, lineage)
     score = jnp.sum(_follow(records.score, lineage), axis=1)
     retval = _follow(records.retval, lineage)
-    if segment.is_unfold:
+    if segment.stepped:
         choices = _with_observed(latent, observed, (n,))
         return Trace(choices, score, retval, tuple(args))
     first = lambda leaf: leaf[:, 0]  # noqa: E731
@@ -472,7 +468,7 @@ def filter_program(key, model: GenerativeFunction, observed: ChoiceMap, args: tu
     offset, parts = 0, []
     for segment in segments:
         observed_part = observed if segment.address is None else observed.submap(segment.address)
-        run = _run_unfold if segment.is_unfold else _run_static
+        run = _run_unfold if segment.stepped else _run_static
         states, population, records = run(segment, observed_part, args, population, keys, offset, total_steps, config)
         parts.append((segment, observed_part, states, records))
         offset += segment.steps
@@ -482,24 +478,26 @@ def filter_program(key, model: GenerativeFunction, observed: ChoiceMap, args: tu
 # -- the same filter in chunks of time steps (an unfold model; for progress bars) ------
 
 
-def filter_start(key, model: Unfold, args: tuple, config: SMCConfig):
+def filter_start(key, model: GenerativeFunction, args: tuple, config: SMCConfig):
     """The carry before step 0: ``(states, population, keys)``."""
     keys, population = _start(key, config.n)
     return _initial_states(args, config.n), population, keys
 
 
-def filter_chunk(carry, model: Unfold, observed_chunk: ChoiceMap, start, length: int, args: tuple, config):
-    """Steps ``start .. start + length - 1`` (``start`` may be traced); returns the carry and records."""
+def filter_chunk(carry, model: GenerativeFunction, observed_chunk: ChoiceMap, start, length: int, args: tuple,
+                 config):
+    """Steps ``start .. start + length - 1`` (``start`` may be traced) of a single chain; returns the carry and records."""
     states, population, keys = carry
     _, *extra = args
     times = start + jnp.arange(length)
+    segment = segments_of(model)[0]
     states, population, records = _scan_unfold(
-        model, observed_chunk, extra, states, population, times, 0, keys, model.steps, config
+        segment, observed_chunk, extra, states, population, times, 0, keys, segment.steps, config
     )
     return (states, population, keys), records
 
 
-def filter_finish(carry, model: Unfold, observed: ChoiceMap, records, args: tuple, config) -> SMCResult:
+def filter_finish(carry, model: GenerativeFunction, observed: ChoiceMap, records, args: tuple, config) -> SMCResult:
     """The result from the last carry and all steps' records (concatenated in time)."""
     states, population, _ = carry
     return _finish(model, [(segments_of(model)[0], observed, states, records)], population, args, config)
@@ -519,10 +517,10 @@ def _finish(model, parts, population, args, config: SMCConfig) -> SMCResult:
             traces_by_part[segment.address] = _segment_trace(segment, part_records, observed_part, rows, args, n)
             offset += segment.steps
         traces = _whole_trace(model, traces_by_part, args)
-    if isinstance(model, Unfold):
+    if _is_single_chain(model):
         states = parts[0][2]
     else:
-        states = {segment.address: s for segment, _, s, _ in parts if segment.is_unfold}
+        states = {segment.address: s for segment, _, s, _ in parts if segment.stepped}
     log_weights = population.log_weights
     acceptance = None if config.rejuvenate is None else concat(*[r.acceptance for r in records])
     return SMCResult(
@@ -541,7 +539,7 @@ def _finish(model, parts, population, args, config: SMCConfig) -> SMCResult:
 
 
 def _whole_trace(model, traces_by_part: dict, args) -> Trace:
-    if isinstance(model, Unfold):
+    if _is_single_chain(model):
         return traces_by_part[None]
     choices = ChoiceMap.from_entries({address: t.choices for address, t in traces_by_part.items()})
     score = sum(t.score for t in traces_by_part.values())

@@ -1,9 +1,11 @@
 """Gradient MAP: the most probable continuous latents, by optax over many restarts.
 
 ``map(key, model, obs, *args)`` maximises the log joint ``log p(x, obs)`` over
-every continuous latent choice ``x`` (every choice not in ``obs``), moving each
-in unconstrained space ``u = T^{-1}(x)`` with ``T = biject_to(support)``
-(:mod:`ppl.infer.unconstrained`). The objective is ``log p(T(u), obs)`` *without*
+every continuous latent choice ``x`` (every choice not in ``obs``) of any
+generative function, compositions included (choices inside ``ppl.unfold``,
+``ppl.either``, ``ppl.many``, ``ppl.Space`` models, ...), moving each in
+unconstrained space ``u = T^{-1}(x)`` with ``T = biject_to(support)``
+(:mod:`ppl.infer.unconstrained`; one run of the model per gradient step). The objective is ``log p(T(u), obs)`` *without*
 the log-determinant of ``T``: its maximiser is ``T^{-1}`` of the mode of
 ``p(x | obs)`` in the choices' own space, which is what MAP means. (Adding the
 Jacobian would give the mode of the density of ``u``, a different point.)
@@ -66,9 +68,10 @@ from numpyro.distributions.distribution import MaskedDistribution
 from ppl import validation
 from ppl.choices import ChoiceMap, as_choice_map
 from ppl.errors import InferenceError, PPLError
-from ppl.infer.unconstrained import Site, constrain, join_static, model_sites, split_static, unconstrain
-from ppl.model import GenerativeFunction, Trace
-from ppl.validation import describe, is_concrete, values_in_support
+from ppl.infer.arguments import is_array, join_args, split_args
+from ppl.infer.unconstrained import SiteInfo, describe_sites, latent_continuous, log_density, unconstrain
+from ppl.interface import GenerativeFunction, Trace
+from ppl.validation import describe, is_concrete
 
 __all__ = ["map", "MapResult", "MapRestarts"]
 
@@ -123,8 +126,8 @@ def map(  # noqa: A001 - the algorithm's name; ppl.infer.map
 
     Args:
       key: PRNG key (initialisations).
-      model: a ``@ppl.model`` (its continuous latents must be visible: inside a
-        combinator that is not a ``@ppl.model`` only observed/fixed choices work).
+      model: any generative function (a ``@ppl.model``, a combinator, a
+        composition of them).
       obs: observed (and fixed discrete) choices.
       *args: the model's arguments.
       restarts: independent optimisations (per discrete configuration), vmapped.
@@ -147,7 +150,7 @@ def map(  # noqa: A001 - the algorithm's name; ppl.infer.map
         raise InferenceError(f"map's init is 'prior' or 'uniform', got {init!r}.")
     obs = as_choice_map(obs)
     plan = _plan(model, obs, tuple(args), max_configurations)
-    dynamic, static = split_static(tuple(args))
+    dynamic, static = split_args(tuple(args), model)
     placeholder = plan.latent_zeros.merge(obs) if init == "uniform" else ChoiceMap()
     restart_results, best, any_finite = _optimise(
         key, obs, placeholder, dynamic, plan.configurations, model, plan.continuous, static, optimizer, restarts, steps, init,
@@ -213,16 +216,12 @@ def _plan_key(model, obs: ChoiceMap, args: tuple, limit: int):
     def signature(tree):
         leaves, treedef = jax.tree_util.tree_flatten(tree)
         return treedef, tuple(
-            (np.shape(leaf), jnp.result_type(leaf)) if _is_array_like(leaf) else ("static", leaf) for leaf in leaves
+            (np.shape(leaf), jnp.result_type(leaf)) if is_array(leaf) else ("static", leaf) for leaf in leaves
         )
 
     key = (model, signature(obs), signature(args), limit)
     hash(key)
     return key
-
-
-def _is_array_like(leaf) -> bool:
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic))
 
 
 def _check_observations(model, obs: ChoiceMap, observed_sites) -> None:
@@ -272,34 +271,25 @@ def _reusable(distribution) -> bool:
 
 
 def _discover(model, obs: ChoiceMap, args: tuple, limit: int) -> _Plan:
-    found = {}
-
-    def discover(key):
-        trace = model.generate(key, obs, *args).trace
-        sites = model_sites(model, trace.choices, args)  # checks the (concrete) obs eagerly
-        observed = obs.addresses()
-        latent = {a: s for a, s in sites.items() if a not in set(observed)}
-        continuous = tuple(sorted(a for a, s in latent.items() if _continuous(a, s, trace)))
-        discrete = {a: s for a, s in latent.items() if a not in continuous}
-        found["continuous"] = continuous
-        with jax.ensure_compile_time_eval():  # supports such as arange(K) stay concrete
-            found["configurations"] = _enumerate(discrete, trace, limit, model)
-        checks = tuple((a, sites[a].distribution) for a in observed)
-        found["observed"] = checks if all(_reusable(d) for _, d in checks) else None
-        return trace.choices
-
-    shapes = jax.eval_shape(discover, jax.random.key(0))
-    zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
-    return _Plan(found["continuous"], found["configurations"], zeros, found["observed"])
+    sites = describe_sites(model, obs, args)  # checks the (concrete) obs eagerly
+    continuous = latent_continuous(sites)
+    discrete = {a: s for a, s in sites.items() if not s.observed and s.discrete}
+    unsupported = [a for a in continuous if sites[a].unconstrained_shape is None]
+    if unsupported:
+        raise InferenceError(
+            "'{address}' has a support that numpyro cannot map to unconstrained space (no biject_to); "
+            "map cannot move it. Fix it by passing its value in obs, or reparametrise the model.",
+            model=model.name, address=unsupported[0],
+        )
+    with jax.ensure_compile_time_eval():  # supports such as arange(K) stay concrete
+        configurations = _enumerate(discrete, limit, model)
+    checks = tuple((a, sites[a].distribution) for a in obs.addresses() if a in sites)
+    reusable = len(checks) == len(obs.addresses()) and all(_reusable(d) for _, d in checks)
+    zeros = ChoiceMap({a: np.zeros(s.shape, s.dtype) for a, s in sites.items()})
+    return _Plan(continuous, configurations, zeros, checks if reusable else None)
 
 
-def _continuous(address: str, site: Site, trace: Trace) -> bool:
-    if site.is_discrete is None:  # hidden inside an opaque generative function
-        return bool(jnp.issubdtype(jnp.result_type(trace.choices[address]), jnp.floating))
-    return not site.is_discrete
-
-
-def _enumerate(discrete: dict[str, Site], trace: Trace, limit: int, model) -> dict[str, jax.Array]:
+def _enumerate(discrete: dict[str, SiteInfo], limit: int, model) -> dict[str, jax.Array]:
     """``{address: values (C, *shape)}``: every combination of the discrete latents' values."""
     if not discrete:
         return {}
@@ -307,7 +297,8 @@ def _enumerate(discrete: dict[str, Site], trace: Trace, limit: int, model) -> di
     for address, site in sorted(discrete.items()):
         distribution = site.distribution
         if distribution is None or not distribution.has_enumerate_support:
-            what = f"inside '{site.owner}'" if distribution is None else f"{describe(distribution)}"
+            what = ("stacked along the axes of a scan or vmap" if distribution is None
+                    else f"{describe(distribution)}")
             raise InferenceError(
                 f"'{{address}}' is a discrete latent ({what}) that map cannot enumerate. map "
                 "optimises continuous latents: fix it by passing its value in obs.",
@@ -334,7 +325,7 @@ def _enumerate(discrete: dict[str, Site], trace: Trace, limit: int, model) -> di
                 address=address,
             )
         index = np.array(list(itertools.product(range(len(candidates)), repeat=elements)), dtype=np.int64)
-        dtype = jnp.result_type(trace.choices[address])
+        dtype = site.dtype
         per_site[address] = candidates[index.reshape((count,) + (elements,))].reshape((count,) + shape).astype(dtype)
     total = int(np.prod([len(v) for v in per_site.values()], dtype=np.int64))
     if total > limit:
@@ -351,27 +342,17 @@ def _enumerate(discrete: dict[str, Site], trace: Trace, limit: int, model) -> di
 def _optimise(
     key, obs, placeholder, dynamic, configurations, model, continuous, static, optimizer, restarts, steps, init, history
 ):
-    args = join_static(static, dynamic)
+    args = join_args(dynamic, static)
     count = len(next(iter(configurations.values()))) if configurations else 1
     keys = jax.random.split(key, count * restarts)
     per_run = jax.tree_util.tree_map(lambda v: jnp.repeat(v, restarts, axis=0), configurations)
 
     def one(run_key, configuration):
-        if init == "prior":
-            base = model.generate(run_key, obs.merge(ChoiceMap(configuration)), *args).trace.choices
-            u0 = unconstrain(model, base, continuous, args)
-        else:
-            base = placeholder.merge(ChoiceMap(configuration))
-            shapes = unconstrain(model, base, continuous, args)
-            keys = dict(zip(continuous, jax.random.split(run_key, max(len(continuous), 1))))
-            u0 = {a: jax.random.uniform(keys[a], jnp.shape(v), jnp.result_type(v), -2.0, 2.0) for a, v in shapes.items()}
+        u0, base = initial_point(run_key, model, obs.merge(ChoiceMap(configuration)), placeholder.merge(ChoiceMap(configuration)),
+                                 continuous, args, init)
 
         def loss(u):
-            choices, _ = constrain(model, base, u, args)
-            # observations were checked eagerly and the latents are in their supports
-            # by construction (bijections from unconstrained space): skip the -inf masks
-            with values_in_support():
-                return -model.assess(choices, *args).log_density
+            return -log_density(model, base, u, args, jacobian=False).log_density
 
         loss_and_grad = jax.value_and_grad(loss)
 
@@ -382,16 +363,15 @@ def _optimise(
             return (optax.apply_updates(u, updates), state), (-value if history else None)
 
         (u, _), log_joints = lax.scan(step, (u0, optimizer.init(u0)), None, length=steps)
-        choices, _ = constrain(model, base, u, args)
-        value, retval = model.assess(choices, *args)
+        final = log_density(model, base, u, args, jacobian=False)
+        value, choices, retval = final.log_density, final.choices, final.retval
         # a restart whose log joint, gradient or optimizer state became non-finite is
         # abandoned: it reports its starting point, log joint -inf, failed=True
         failed = ~(jnp.isfinite(value) & _all_finite(u))
-        start, _ = constrain(model, base, u0, args)
-        start_retval = model.assess(start, *args).retval
+        start = log_density(model, base, u0, args, jacobian=False)
         keep = lambda final, first: jnp.where(failed, first, final)  # noqa: E731
-        choices = jax.tree_util.tree_map(keep, choices, start)
-        retval = jax.tree_util.tree_map(keep, retval, start_retval)
+        choices = jax.tree_util.tree_map(keep, choices, start.choices)
+        retval = jax.tree_util.tree_map(keep, retval, start.retval)
         value = jnp.where(failed, -jnp.inf, value)
         return choices, value, retval, log_joints, failed
 
@@ -404,6 +384,24 @@ def _optimise(
         jax.tree_util.tree_map(pick, retval),
     )
     return (choices, log_joint, retval, log_joints, failed), best_result, jnp.any(~failed)
+
+
+def initial_point(key, model, obs: ChoiceMap, placeholder: ChoiceMap, continuous: tuple[str, ...], args: tuple,
+                  init: str) -> tuple[ChoiceMap, ChoiceMap]:
+    """``(u0, base)``: a starting point in unconstrained space and the choices it completes.
+
+    ``init="prior"``: a draw of ``model.generate(key, obs)``; ``"uniform"``:
+    ``u ~ Uniform(-2, 2)`` elementwise (NumPyro's ``init_to_uniform``), the other
+    choices from ``placeholder`` (zeros of every choice, obs merged in).
+    """
+    if init == "prior":
+        base = model.generate(key, obs, *args).trace.choices
+        return unconstrain(model, base, continuous, args), base
+    shapes = unconstrain(model, placeholder, continuous, args)
+    keys = dict(zip(continuous, jax.random.split(key, max(len(continuous), 1))))
+    u0 = ChoiceMap({a: jax.random.uniform(keys[a], jnp.shape(shapes[a]), jnp.result_type(shapes[a]), -2.0, 2.0)
+                    for a in continuous})
+    return u0, placeholder
 
 
 def _all_finite(tree) -> jax.Array:

@@ -13,14 +13,20 @@ proposed new values (at the model's addresses), and
 with the backward term from ``q.assess(old values, new trace, ...)``. A proposal
 whose ``log alpha`` is NaN is rejected (the chain never enters a NaN state).
 
-==================================  ===========================================
-kernel                              proposal
-==================================  ===========================================
-:func:`mh(model, proposal, args)`   any generative function ``proposal(trace, *args)``
-:func:`random_walk(model, addrs)`   ``x' = x + scale * N(0, I)`` on the addresses
-:func:`mala(model, addrs, eps)`     Langevin in unconstrained space (below)
-==================================  ===========================================
+=====================================  ===========================================
+kernel                                 proposal
+=====================================  ===========================================
+:func:`mh(model, proposal, args)`      any generative function ``proposal(trace, *args)``
+:func:`mh(model, ["a", "b/c"])`        the selected choices redrawn from their prior
+:func:`random_walk(model, addrs)`      ``x' = x + scale * N(0, I)`` on the addresses
+:func:`mala(model, addrs, eps)`        Langevin in unconstrained space (below)
+=====================================  ===========================================
 
+Kernels work on every generative function, compositions included (a choice
+inside ``ppl.unfold`` is moved along its whole time axis, one inside
+``ppl.many`` across its copies). ``random_walk`` and ``mala`` with
+``addresses=None`` move every continuous latent choice (every continuous
+choice the trace does not hold as an observation: pass ``observed=``).
 Kernels are jittable and vmappable over chains (vmap ``chain`` over keys and a
 batch of traces). The set of addresses the model visits must not change.
 
@@ -52,12 +58,15 @@ from jax import lax
 from numpyro.distributions import Normal
 
 from ppl.choices import ChoiceMap
+from ppl.context import Context, Interpreter, Site, interpret
 from ppl.errors import InferenceError, MissingChoiceError, UnknownAddressError, did_you_mean
-from ppl.infer.unconstrained import constrain, join_static, split_static, total_log_det, unconstrain
-from ppl.model import GenerativeFunction, Trace
+from ppl.infer.arguments import join_args, split_args
+from ppl.infer.unconstrained import check_selected, describe_sites, latent_continuous, log_density, unconstrain
+from ppl.interface import GenerativeFunction, Trace, top_level
+from ppl.interpreters import Generate
 from ppl.validation import is_concrete
 
-__all__ = ["KernelStep", "Chain", "mh", "random_walk", "mala", "chain"]
+__all__ = ["KernelStep", "Chain", "mh", "random_walk", "mala", "chain", "regenerate"]
 
 
 class KernelStep(NamedTuple):
@@ -111,15 +120,19 @@ def _select(accepted: jax.Array, new: Trace, old: Trace) -> Trace:
     )
 
 
-def mh(model: GenerativeFunction, proposal: GenerativeFunction, proposal_args: Sequence = ()) -> Kernel:
-    """Metropolis–Hastings with a user proposal (a generative function).
+def mh(model: GenerativeFunction, proposal: GenerativeFunction | Sequence[str] | str,
+       proposal_args: Sequence = ()) -> Kernel:
+    """Metropolis–Hastings with a user proposal (a generative function), or on a selection.
 
     Args:
       model: the model whose traces the kernel moves.
       proposal: a generative function called as ``proposal(trace, *proposal_args)``;
         its choices are the proposed new values, at the model's addresses (a
         proposal for ``"a/x"`` samples a sub-model at ``"a"`` that samples ``"x"``).
-        Its ``assess`` gives ``q``.
+        Its ``assess`` gives ``q``. Or a *selection*: an address or a list of
+        addresses, redrawn from their prior given the rest of the trace
+        (:func:`regenerate`; e.g. ``mh(model, ["index"])`` flips an
+        ``either``'s choice, ``mh(model, ["count"])`` a ``many``'s count).
       proposal_args: extra arguments for the proposal.
 
     Returns:
@@ -144,6 +157,8 @@ def mh(model: GenerativeFunction, proposal: GenerativeFunction, proposal_args: S
         >>> step.trace.choices["flips"].tolist()
         [1, 1, 0, 1]
     """
+    if isinstance(proposal, str) or (isinstance(proposal, Sequence) and not isinstance(proposal, GenerativeFunction)):
+        return _selection_kernel(model, proposal)
     proposal_args = tuple(proposal_args)
 
     def kernel(key: jax.Array, trace: Trace) -> KernelStep:
@@ -153,6 +168,95 @@ def mh(model: GenerativeFunction, proposal: GenerativeFunction, proposal_args: S
         old_values = trace.choices.filter(forward.choices.addresses())
         backward = proposal.assess(old_values, new_trace, *proposal_args).log_density
         log_alpha = weight + backward - forward.score
+        accepted = jnp.log(jax.random.uniform(accept_key)) < log_alpha  # False for NaN
+        return KernelStep(_select(accepted, new_trace, trace), accepted)
+
+    return kernel
+
+
+class _Regenerate(Interpreter):
+    """The selected choices redrawn from their (current) prior; the others read from the trace.
+
+    ``score`` sums ``log p`` over every choice; ``selected`` over the selected
+    ones (the proposal's ``log q``).
+    """
+
+    accumulators = ("score", "selected")
+
+    def __init__(self, previous: ChoiceMap, selection: frozenset):
+        super().__init__((previous,))
+        self.selection = selection
+
+    def choose(self, site: Site, given: tuple, draw_key):
+        distribution = site.distribution
+        if site.address in self.selection:
+            value = distribution.sample(draw_key())
+            log_density = jnp.sum(distribution.log_prob(value))
+            return value, {"score": log_density, "selected": log_density}, None
+        if given[0] is None:
+            raise MissingChoiceError("the trace has no value for this choice.")
+        log_density = jnp.sum(distribution.log_prob(given[0]))
+        return given[0], {"score": log_density}, None
+
+
+class _Selected(Interpreter):
+    """Reads every choice; sums ``log p`` over the selected ones (the reverse move's ``log q``)."""
+
+    accumulators = ("selected",)
+    complete = True
+
+    def __init__(self, previous: ChoiceMap, selection: frozenset):
+        super().__init__((previous,))
+        self.selection = selection
+
+    def choose(self, site: Site, given: tuple, draw_key):
+        if given[0] is None:
+            raise MissingChoiceError("the trace has no value for this choice.")
+        if site.address in self.selection:
+            return given[0], {"selected": jnp.sum(site.distribution.log_prob(given[0]))}, None
+        return given[0], {}, None
+
+    def factor(self, log_weight, prefix, batch_shape):
+        return {}
+
+
+def regenerate(key: jax.Array, model: GenerativeFunction, trace: Trace, selection: Sequence[str]):
+    """Redraw the ``selection`` of ``trace`` from its prior given the rest: ``(new trace, log_weight)``.
+
+    ``log_weight = [log p(x') - log q(x'_sel)] - [log p(x) - log q(x_sel)]``,
+    the Metropolis-Hastings log acceptance ratio of this proposal (``q`` = the
+    selected choices' prior, each given everything sampled before it).
+    Selecting an address that holds a sub-map (``"a"``) selects every choice
+    under it.
+    """
+    selection = _expand_selection(selection, trace, model)
+    run = top_level(model, lambda: interpret(model, _Regenerate(trace.choices, selection), key, tuple(trace.args)))
+    old = top_level(model, lambda: interpret(model, _Selected(trace.choices, selection), None, tuple(trace.args)))
+    new_trace = Trace(run.choices, run.totals["score"], run.retval, trace.args)
+    log_weight = (run.totals["score"] - run.totals["selected"]) - (trace.score - old.totals["selected"])
+    return new_trace, log_weight
+
+
+def _expand_selection(selection, trace: Trace, model) -> frozenset:
+    selection = [selection] if isinstance(selection, str) else list(selection)
+    known = trace.choices.addresses()
+    chosen = set()
+    for address in selection:
+        inside = [a for a in known if a == address or a.startswith(address + "/")]
+        if not inside:
+            raise UnknownAddressError(
+                f"mh was asked to redraw '{address}', which the trace does not hold.{did_you_mean(address, known)} "
+                f"Its choices are: {', '.join(map(repr, known))}.",
+                model=model.name, address=address,
+            )
+        chosen.update(inside)
+    return frozenset(chosen)
+
+
+def _selection_kernel(model: GenerativeFunction, selection) -> Kernel:
+    def kernel(key: jax.Array, trace: Trace) -> KernelStep:
+        move_key, accept_key = jax.random.split(key)
+        new_trace, log_alpha = regenerate(move_key, model, trace, selection)
         accepted = jnp.log(jax.random.uniform(accept_key)) < log_alpha  # False for NaN
         return KernelStep(_select(accepted, new_trace, trace), accepted)
 
@@ -183,52 +287,84 @@ def _check_addresses(addresses: Sequence[str], trace: Trace, kernel: str) -> Non
 
 
 class _Proposal(GenerativeFunction):
-    """A proposal over fixed addresses; subclasses give ``_propose``.
+    """A proposal over addresses of a model's trace; subclasses give ``_propose``.
 
-    ``run`` takes each address from ``constraints`` when present (assess) and
-    samples it otherwise; ``log_weight`` sums the constrained addresses' terms.
+    Called as ``proposal(trace)``; its choices are the proposed values at the
+    model's (possibly nested) addresses. Only ``simulate`` and ``assess`` are
+    used (by :func:`mh`). ``addresses=None``: every continuous latent of the
+    trace (not in ``observed``, nor in the target's own ``observed``, e.g. a
+    tempered target's observations).
     """
 
-    def __init__(self, addresses: Sequence[str], name: str):
+    def __init__(self, addresses: Sequence[str] | str | None, name: str, observed: Sequence[str] = ()):
         if isinstance(addresses, str):
             addresses = [addresses]
-        self.addresses = tuple(addresses)
-        if not self.addresses:
+        self.addresses = None if addresses is None else tuple(addresses)
+        if self.addresses is not None and not self.addresses:
             raise InferenceError(f"{name} needs at least one address to move, got none.")
+        self.observed = tuple(observed)
         self.name = name
 
-    def run(self, key, constraints, args, assess):
-        trace = args[0]
-        _check_addresses(self.addresses, trace, self.name)
-        given = {a: constraints[a] for a in self.addresses if constraints.has_value(a)}
-        if assess and len(given) < len(self.addresses):
-            missing = next(a for a in self.addresses if a not in given)
+    def body(self, context, *args):
+        raise InferenceError(f"the {self.name} proposal is run by ppl.infer.mcmc.mh (simulate and assess only).")
+
+    def addresses_of(self, trace: Trace, model=None) -> tuple[str, ...]:
+        if self.addresses is not None:
+            _check_addresses(self.addresses, trace, self.name)
+            return self.addresses
+        observed = set(self.observed) | set(getattr(model, "observed", ()))
+        known = set(trace.choices.addresses())
+        obs = ChoiceMap({a: trace.choices[a] for a in observed if a in known})
+        found = latent_continuous(describe_sites(model, obs, trace.args))
+        if not found:
+            raise InferenceError(f"{self.name} found no continuous latent choice to move in '{model.name}'.",
+                                 model=model.name)
+        return found
+
+    def simulate(self, key, trace, *args) -> Trace:
+        values, log_q = self._propose(key, trace, {})
+        return Trace(ChoiceMap(values), sum(log_q.values(), jnp.zeros(())), None, (trace, *args))
+
+    def assess(self, choices, trace, *args):
+        from ppl.interface import Assessment
+
+        choices = ChoiceMap(choices) if not isinstance(choices, ChoiceMap) else choices
+        addresses = self._addresses_for(trace)
+        given = {a: choices[a] for a in addresses if choices.has_value(a)}
+        if len(given) < len(addresses):
+            missing = next(a for a in addresses if a not in given)
             raise MissingChoiceError("assess of a proposal needs every proposed value.", address=missing)
-        values, log_q = self._propose(key, trace, given)
-        log_weight = sum((log_q[a] for a in given), jnp.zeros(()))
-        score = sum(log_q.values(), jnp.zeros(()))
-        return Trace(ChoiceMap(values), score, None, tuple(args)), log_weight
+        _, log_q = self._propose(None, trace, given)
+        return Assessment(sum(log_q.values(), jnp.zeros(())), None)
+
+    def _addresses_for(self, trace: Trace) -> tuple[str, ...]:
+        return self.addresses_of(trace, getattr(self, "model", None))
 
 
 class _GaussianDrift(_Proposal):
     """``x'_a ~ Normal(x_a, scale_a)`` independently for each address (symmetric)."""
 
-    def __init__(self, addresses, scale):
-        super().__init__(addresses, "random_walk")
-        self.scale = dict(scale) if isinstance(scale, Mapping) else {a: scale for a in self.addresses}
-        unknown = set(self.scale) - set(self.addresses)
-        if unknown or len(self.scale) != len(self.addresses):
-            raise InferenceError(
-                f"random_walk scale keys {sorted(self.scale)} must match the addresses "
-                f"{list(self.addresses)}; pass one number, or one per address."
-            )
+    def __init__(self, model, addresses, scale, observed=()):
+        super().__init__(addresses, "random_walk", observed)
+        self.model = model
+        if isinstance(scale, Mapping):
+            self.scale = dict(scale)
+            if self.addresses is None or set(self.scale) != set(self.addresses):
+                raise InferenceError(
+                    f"random_walk scale keys {sorted(self.scale)} must match the addresses "
+                    f"{list(self.addresses or [])}; pass one number, or one per address."
+                )
+        else:
+            self.scale = scale
 
     def _propose(self, key, trace, given):
-        keys = jax.random.split(key, len(self.addresses)) if key is not None else [None] * len(self.addresses)
+        addresses = self._addresses_for(trace)
+        keys = jax.random.split(key, len(addresses)) if key is not None else [None] * len(addresses)
         values, log_q = {}, {}
-        for address, sub_key in zip(self.addresses, keys):
+        for address, sub_key in zip(addresses, keys):
             centre = trace.choices[address]
-            step = Normal(centre, self.scale[address])
+            scale = self.scale[address] if isinstance(self.scale, dict) else self.scale
+            step = Normal(centre, scale)
             value = given[address] if address in given else step.sample(sub_key)
             values[address] = value
             log_q[address] = jnp.sum(step.log_prob(value))
@@ -239,24 +375,21 @@ class _Langevin(_Proposal):
     """MALA's proposal, in the unconstrained space ``u = T^{-1}(x)`` of the addresses.
 
     ``u' ~ Normal(u + eps^2 / 2 * grad log pi(u), eps)`` with
-    ``log pi(u) = log p(T(u), rest) + log |det dT/du|``; the density of the
-    proposed ``x' = T(u')`` is ``log N(u'; ...) - log |det dT/du|(u')``.
+    ``log pi(u) = log p(T(u), rest) + log |det dT/du|`` (one run of the model,
+    :func:`ppl.infer.unconstrained.log_density`); the density of the proposed
+    ``x' = T(u')`` is ``log N(u'; ...) - log |det dT/du|(u')``.
     """
 
-    def __init__(self, model, addresses, step_size):
-        super().__init__(addresses, "mala")
+    def __init__(self, model, addresses, step_size, observed=()):
+        super().__init__(addresses, "mala", observed)
         self.model = model
         self.step_size = step_size
 
     def _propose(self, key, trace, given):
-        model, addresses, args = self.model, self.addresses, trace.args
-
-        def log_target(u):
-            choices, log_det = constrain(model, trace.choices, u, args)
-            return model.assess(choices, *args).log_density + total_log_det(log_det)
-
+        model, addresses, args = self.model, self._addresses_for(trace), trace.args
+        check_selected(addresses, _sites_of(model, trace), model)
         u = unconstrain(model, trace.choices, addresses, args)
-        grad = jax.grad(log_target)(u)
+        grad = jax.grad(lambda u: log_density(model, trace.choices, u, args, jacobian=True).log_density)(u)
         eps = jnp.asarray(self.step_size)
         mean = {a: u[a] + 0.5 * eps**2 * grad[a] for a in addresses}
         if given:
@@ -266,35 +399,49 @@ class _Langevin(_Proposal):
             a: u_given[a] if a in given else mean[a] + eps * jax.random.normal(k, jnp.shape(mean[a]))
             for a, k in zip(addresses, keys)
         }
-        choices, log_det = constrain(model, trace.choices, u_new, args)
-        values = {a: given[a] if a in given else choices[a] for a in addresses}
-        log_q = {a: jnp.sum(Normal(mean[a], eps).log_prob(u_new[a])) - log_det[a] for a in addresses}
+        proposed = log_density(model, trace.choices, u_new, args, jacobian=True)
+        values = {a: given[a] if a in given else proposed.choices[a] for a in addresses}
+        # the Jacobian term is one total over the addresses; it is charged to the first one
+        # (the proposal is always evaluated on all of its addresses or none)
+        log_q = {a: jnp.sum(Normal(mean[a], eps).log_prob(u_new[a])) for a in addresses}
+        log_q[addresses[0]] = log_q[addresses[0]] - proposed.log_det
         return values, log_q
 
 
+def _sites_of(model, trace: Trace):
+    """The sites of ``model`` as the trace holds them (every choice given)."""
+    return describe_sites(model, trace.choices, trace.args)
+
+
 def random_walk(
-    model: GenerativeFunction, addresses: Sequence[str] | str, scale: float | Mapping[str, float] = 0.1
+    model: GenerativeFunction, addresses: Sequence[str] | str | None = None,
+    scale: float | Mapping[str, float] = 0.1, *, observed: Sequence[str] = (),
 ) -> Kernel:
     """Random-walk Metropolis on continuous addresses: ``x' = x + scale * N(0, I)``.
 
     The proposal is symmetric, so ``log alpha = log p(x') - log p(x)``. It moves
     in the choices' own space: a proposal outside a choice's support has
     density 0 and is rejected. ``scale`` is one number or ``{address: scale}``.
+    ``addresses=None`` moves every continuous latent (every continuous choice
+    not in ``observed``).
     """
-    return mh(model, _GaussianDrift(addresses, scale))
+    return mh(model, _GaussianDrift(model, addresses, scale, observed))
 
 
-def mala(model: GenerativeFunction, addresses: Sequence[str] | str, step_size: float = 0.1) -> Kernel:
+def mala(model: GenerativeFunction, addresses: Sequence[str] | str | None = None, step_size: float = 0.1, *,
+         observed: Sequence[str] = ()) -> Kernel:
     """Metropolis-adjusted Langevin on continuous addresses, in unconstrained space.
 
     With ``u = T^{-1}(x)`` (``T = biject_to(support)``, per address) and
     ``log pi(u) = log p(T(u), rest) + log |det dT/du|``, the proposal is
     ``u' ~ N(u + step_size^2 / 2 * grad log pi(u), step_size^2 I)``; the gradient
-    is ``jax.grad`` of ``model.assess``. Discrete addresses, and addresses inside
-    generative functions that are not ``@ppl.model``\\ s, raise ``InferenceError``.
-    A NaN gradient makes ``log alpha`` NaN, so that proposal is rejected.
+    is ``jax.grad`` of one run of the model in unconstrained space, so the
+    addresses may lie anywhere in a composition. ``addresses=None`` moves every
+    continuous latent (not in ``observed``). Discrete addresses raise
+    ``InferenceError``. A NaN gradient makes ``log alpha`` NaN, so that proposal
+    is rejected.
     """
-    return mh(model, _Langevin(model, addresses, step_size))
+    return mh(model, _Langevin(model, addresses, step_size, observed))
 
 
 # ---------------------------------------------------------------------------
@@ -321,14 +468,14 @@ def chain(key: jax.Array, kernel: Kernel, trace: Trace, steps: int, *, thin: int
             f"the chain starts at a trace whose score is {trace.score} (log p of its choices). "
             "Start from a trace with positive density, e.g. model.generate(key, obs, *args)."
         )
-    dynamic, static = split_static(trace.args)
+    dynamic, static = split_args(trace.args, GenerativeFunction())
     last, choices, scores, accepted = _run_chain(key, trace._replace(args=dynamic), kernel, static, steps, thin)
     return Chain(Trace(*last, trace.args), choices, scores, accepted, jnp.mean(accepted))
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
 def _run_chain(key, trace, kernel, static, steps, thin):
-    args = join_static(static, trace.args)
+    args = join_args(trace.args, static)
 
     def one(state, step_key):
         choices, score, retval = state

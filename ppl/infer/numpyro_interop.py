@@ -1,20 +1,31 @@
-"""Run NumPyro's inference (NUTS, SVI, Predictive) on a ppl model.
+"""Run NumPyro's inference (NUTS, SVI, Predictive) on any ppl generative function.
 
-``as_numpyro(model, obs)`` translates a ``@ppl.model`` into a NumPyro model
-function: every ``ppl.sample(address, distribution)`` becomes
-``numpyro.sample(address, distribution)`` with the full slash-joined address as
-the site name (``"b/delta"``), observed when ``obs`` holds a value there; every
-``ppl.factor(w)`` becomes ``numpyro.factor``. The densities are the same numpyro
-distributions, so NumPyro's log joint is ppl's ``assess``. NumPyro moves the
-latent sites in its own unconstrained space (``biject_to``), exactly as for a
-native NumPyro model.
+``as_numpyro(model, obs)`` translates a generative function, compositions
+included, into a NumPyro model function. It runs the model under an
+interpreter (:mod:`ppl.context`) that hands NumPyro every choice:
 
-Samples come back keyed by address, so ``ppl.ChoiceMap(samples)`` turns them into
-a (stacked) choice map.
+- a choice at the top level (not inside a ``scan`` or ``vmap`` of a
+  combinator) becomes ``numpyro.sample(address, distribution)`` with the full
+  slash-joined address as the site name (``"b/delta"``), observed when ``obs``
+  holds a value there; ``ppl.factor(w)`` becomes ``numpyro.factor``;
+- a latent choice stacked along the axes of a combinator (the time axis of
+  ``ppl.unfold``, the copies of ``ppl.many``) becomes one NumPyro site for the
+  whole stack, ``numpyro.sample(address, ImproperUniform(support, (), shape))``:
+  NumPyro moves it in its own unconstrained space (``biject_to``) exactly as a
+  native site, and its density (with every other stacked choice's and factor's)
+  enters through one ``numpyro.factor("ppl_stacked", ...)``. When the support
+  of a stacked choice changes from step to step, the site is the unconstrained
+  value ``"{address}/unconstrained"`` instead, its density includes the
+  Jacobian, and ``address`` is a ``numpyro.deterministic`` site.
 
-Limitations: sub-models must be ``@ppl.model``\\ s (a combinator with its own
-``run`` raises ``InferenceError``, since its distributions are hidden); NUTS
-needs every discrete latent observed (in ``obs``), as for any NumPyro model.
+The densities are the same numpyro distributions, so NumPyro's log joint is
+ppl's ``assess`` (a test checks it). Samples come back keyed by address, so
+``ppl.ChoiceMap(samples)`` turns them into a (stacked) choice map.
+
+Limitations: NUTS needs every discrete latent observed (in ``obs``), as for any
+NumPyro model; the choices of alternatives not chosen by ``ppl.either`` or a
+``ppl.Space`` code are sampled too (they are auxiliary variables under their
+prior: see :mod:`ppl.context`).
 
 Example::
 
@@ -38,23 +49,74 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpyro
-from numpyro.distributions import Distribution
+from numpyro.distributions import ImproperUniform, constraints
 
 from ppl import validation
 from ppl.choices import ChoiceMap, as_choice_map, join_address
-from ppl.errors import PPLError, UnknownAddressError, did_you_mean
-from ppl.infer.unconstrained import walk
-from ppl.model import GenerativeFunction
+from ppl.context import Interpreter, Site, interpret
+from ppl.errors import InferenceError
+from ppl.infer.unconstrained import describe_sites
+from ppl.interface import GenerativeFunction, check_visited, top_level
+from ppl.interpreters import site_transform
 
 __all__ = ["as_numpyro"]
+
+UNCONSTRAINED = "unconstrained"
+
+
+class _NumPyroSites(Interpreter):
+    """Top-level choices become NumPyro sites; stacked ones read their site's value (see the module docstring)."""
+
+    accumulators = ("score", "log_det")
+
+    def __init__(self, values: ChoiceMap, u: ChoiceMap, observed: frozenset):
+        super().__init__((values, u))
+        self.observed = observed
+        self.factors = 0
+        self.stacked = False  # whether a stacked choice or factor added to the totals
+
+    def choose(self, site: Site, given: tuple, draw_key):
+        distribution = site.distribution
+        if not site.batch_shape:  # a native NumPyro site
+            if site.address in self.observed:
+                value = validation.check_constraint(distribution, given[0])
+                return numpyro.sample(site.address, distribution, obs=value), {}, None
+            return numpyro.sample(site.address, distribution), {}, None
+        self.stacked = True
+        if given[1] is not None:  # a stacked latent whose support changes along the stack
+            transform = site_transform(site.address, distribution)
+            value = transform(given[1])
+            log_det = jnp.sum(transform.log_abs_det_jacobian(given[1], value))
+            return value, {"score": jnp.sum(distribution.log_prob(value)), "log_det": log_det}, None
+        value = given[0]
+        if site.address in self.observed:
+            value = validation.check_constraint(distribution, value)
+            return value, {"score": validation.site_log_density(distribution, value)}, None
+        if getattr(distribution.support, "is_discrete", False):
+            raise InferenceError(
+                "'{address}' is a discrete latent choice inside a combinator; NUTS moves continuous choices "
+                "only. Observe it (pass its value in obs).",
+                address=site.address,
+            )
+        return value, {"score": jnp.sum(distribution.log_prob(value))}, None
+
+    def factor(self, log_weight, prefix: str, batch_shape: tuple):
+        if not batch_shape:
+            numpyro.factor(join_address(prefix, f"_factor_{self.factors}"), log_weight)
+            self.factors += 1
+            return {}
+        self.stacked = True
+        return {"score": log_weight}
 
 
 def as_numpyro(model: GenerativeFunction, obs: Mapping | ChoiceMap | None = None) -> Callable[..., Any]:
     """A NumPyro model function ``numpyro_model(*args)`` equivalent to ``model`` given ``obs``.
 
     Args:
-      model: a ``@ppl.model`` (sub-models nest; their sites are named by full address).
+      model: any generative function (sub-models and combinators nest; sites are
+        named by full address).
       obs: observed choices, by address; validated (shape, dtype, support) when
         NumPyro first runs the function, with the usual ``ppl.errors``.
 
@@ -63,37 +125,36 @@ def as_numpyro(model: GenerativeFunction, obs: Mapping | ChoiceMap | None = None
       for ``numpyro.infer.NUTS``, ``SVI``, ``Predictive``, ``initialize_model``.
     """
     obs = as_choice_map(obs)
-    observed = obs.addresses()
+    observed = frozenset(obs.addresses())
 
     def numpyro_model(*args: Any) -> Any:
-        visited: list[str] = []
-        factors = [0]
-
-        def on_site(address: str, distribution: Distribution) -> Any:
-            visited.append(address)
-            if not obs.has_value(address):
-                return numpyro.sample(address, distribution)
-            try:
-                value = validation.check_constraint(distribution, obs[address])
-            except PPLError as err:
-                err.address = address
-                raise
-            return numpyro.sample(address, distribution, obs=value)
-
-        def on_factor(prefix: str, log_weight: jax.Array) -> None:
-            numpyro.factor(join_address(prefix, f"_factor_{factors[0]}"), log_weight)
-            factors[0] += 1
-
-        retval = walk(model, args, on_site, on_factor=on_factor)
-        for address in observed:
-            if address not in visited:
-                raise UnknownAddressError(
-                    f"as_numpyro was given an observation at '{address}', but the model never visits "
-                    f"that address.{did_you_mean(address, visited)} Fix or remove the misspelled key.",
-                    model=model.name,
-                    address=address,
+        sites = describe_sites(model, obs, args)  # checks obs; cached per argument shapes
+        stacked = {}
+        for address, site in sites.items():
+            if not site.batch_shape or site.observed:
+                continue
+            if site.discrete:
+                raise InferenceError(
+                    "'{address}' is a discrete latent choice inside a combinator; NUTS moves continuous "
+                    "choices only. Observe it (pass its value in obs).",
+                    model=model.name, address=address,
                 )
-        return retval
+            stacked[address] = site
+        values, u = {}, {}
+        for address, site in stacked.items():
+            if site.support is not None:
+                values[address] = numpyro.sample(address, ImproperUniform(site.support, (), site.shape))
+            else:
+                u[address] = numpyro.sample(join_address(address, UNCONSTRAINED),
+                                            ImproperUniform(constraints.real, (), site.unconstrained_shape))
+        interpreter = _NumPyroSites(obs.merge(ChoiceMap(values)), ChoiceMap(u), observed)
+        run = top_level(model, lambda: interpret(model, interpreter, None, tuple(args)))
+        check_visited(model, obs, run.choices, "as_numpyro")
+        for address in u:
+            numpyro.deterministic(address, run.choices[address])
+        if interpreter.stacked:
+            numpyro.factor("ppl_stacked", run.totals["score"] + run.totals["log_det"])
+        return run.retval
 
     numpyro_model.__name__ = f"{model.name}_numpyro"
     numpyro_model.__doc__ = f"NumPyro version of the ppl model '{model.name}' (ppl.as_numpyro)."

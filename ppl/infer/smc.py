@@ -13,7 +13,11 @@ model                                  algorithm
 ``ppl.seq(a, b, ...)``                 a particle filter part by part: unfold parts
                                        step by step, other parts one importance step
 anything else (``ppl.changepoint``,    annealed (tempered) SMC with an adaptive
-a ``@ppl.model``, ...)                 temperature schedule (:mod:`ppl.infer.tempering`)
+a ``@ppl.model``, a ``Space`` model)   temperature schedule (:mod:`ppl.infer.tempering`)
+
+(The filter applies to every generative function with segments,
+:meth:`ppl.interface.GenerativeFunction.segments`; nothing here knows the
+combinators.)
 =====================================  =============================================
 
 **Resampling** (``resample=``, see :mod:`ppl.infer.resample`) happens when the
@@ -26,9 +30,13 @@ branch-free and the trajectories are traced back with a log-depth scan.
 ``ppl.infer.mcmc`` kernel for the generative function the particles live in,
 e.g. ``lambda target: ppl.infer.mcmc.random_walk(target, ["x"], 0.5)``. A filter
 calls it with the unfold's *step* (the kernel moves the step's latent choices,
-with the step's observations fixed) and moves after every resampling; tempered
-SMC calls it with the tempered model (:class:`~ppl.infer.tempering.Tempered`)
-and moves after every stage. ``moves`` kernel applications each time.
+with the step's observations fixed) and moves after every resampling, or at
+every step with ``rejuvenate_when="always"`` (resample when the ESS is low,
+move every step); tempered SMC calls it with the tempered model
+(:class:`~ppl.infer.tempering.Tempered`) and moves after every stage.
+``moves`` kernel applications each time. Kernels built with ``addresses=None``
+(``ppl.infer.mcmc.mala(target)``) move every continuous latent of the target,
+wherever it sits in a composition.
 
 **Error bars.** One run's ``log_evidence`` comes without a standard error (no
 single-run estimator is honest after systematic resampling). Run independent
@@ -78,14 +86,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.choices import ChoiceMap, as_choice_map
-from ppl.compose.sequence import Unfold, strong_array
-from ppl.errors import CompositionError, InferenceError, ModelDefinitionError
+from ppl.compose.unfold import strong_array
+from ppl.errors import InferenceError, ModelDefinitionError
 from ppl.infer import filtering, tempering
 from ppl.infer.filtering import SMCConfig, SMCResult
 from ppl.infer.arguments import check_log_evidence, is_traced, join_args, split_args
 from ppl.infer.progress import progress_bar, progress_enabled
 from ppl.infer.resample import RESAMPLERS, ResampleMethodError
-from ppl.model import GenerativeFunction, Model
+from ppl.interface import GenerativeFunction
 
 __all__ = ["SMCResult", "smc"]
 
@@ -103,6 +111,7 @@ def smc(
     ess: float = 0.5,
     rejuvenate: Callable[[GenerativeFunction], Callable] | None = None,
     moves: int = 1,
+    rejuvenate_when: str = "resampled",
     history: bool = True,
     progress: bool | None = None,
 ) -> SMCResult:
@@ -124,6 +133,9 @@ def smc(
         kernel for the target it is given (define it once and reuse it: a new
         function object compiles a new program).
       moves: kernel applications per rejuvenation.
+      rejuvenate_when: filters only: ``"resampled"`` (move after each
+        resampling) or ``"always"`` (move at every step; resampling still
+        happens only when the ESS is low).
       history: keep whole trajectories (``traces``, ``ancestors``; memory
         ``O(steps * n)``); ``False`` keeps only the final ``states`` (filters).
       progress: ``None`` (a bar for long runs, after 2 s), ``True`` or ``False``.
@@ -136,9 +148,8 @@ def smc(
         zero (eager calls).
       UnknownAddressError, ShapeError, DtypeError, NonFiniteError, SupportError:
         bad observations (from the core, naming the address).
-      CompositionError: a ``@ppl.model`` that samples an unfold (pass the unfold itself).
     """
-    config = _config(model, n, resample, ess, rejuvenate, moves, history)
+    config = _config(model, n, resample, ess, rejuvenate, moves, history, rejuvenate_when)
     obs = _as_observations(obs, model)
     sequence = filtering.is_sequence(model)
     if not sequence:
@@ -153,7 +164,6 @@ def smc(
     if sequence:
         result = _run_filter(key, model, obs, dynamic_args, static_args, config, progress)
     else:
-        tempering.check_observations_are_leaves(model, obs, args)
         result = _run_tempering(key, model, obs, dynamic_args, static_args, config, progress)
     if result.traces is not None:
         result = result._replace(traces=result.traces._replace(args=tuple(args)))
@@ -166,7 +176,7 @@ def smc(
 # ---------------------------------------------------------------------------
 
 
-def _config(model, n, method, ess, rejuvenate, moves, history) -> SMCConfig:
+def _config(model, n, method, ess, rejuvenate, moves, history, rejuvenate_when="resampled") -> SMCConfig:
     if not isinstance(model, GenerativeFunction):
         raise ModelDefinitionError(
             f"smc needs a generative function (a ppl.unfold, ppl.seq, @ppl.model, ...) as its model, "
@@ -196,8 +206,15 @@ def _config(model, n, method, ess, rejuvenate, moves, history) -> SMCConfig:
         raise InferenceError(
             f"smc's moves must be a positive int (kernel applications per rejuvenation), got {moves!r}.", model=name
         )
+    if rejuvenate_when not in ("resampled", "always"):
+        raise InferenceError(
+            f"smc's rejuvenate_when is 'resampled' (move after each resampling) or 'always' (move at every "
+            f"step), got {rejuvenate_when!r}.",
+            model=name,
+        )
     defaults = filtering.backend_defaults(jax.default_backend())
-    return SMCConfig(int(n), method, float(ess), rejuvenate, int(moves), bool(history), **defaults)
+    return SMCConfig(int(n), method, float(ess), rejuvenate, int(moves), bool(history), **defaults,
+                     move_always=rejuvenate_when == "always")
 
 
 def _as_observations(obs, model) -> ChoiceMap:
@@ -230,42 +247,7 @@ def _check_tempering_ess(model, ess) -> None:
 def _validate(model, obs: ChoiceMap, args: tuple) -> None:
     """Trace ``model.generate(obs)`` abstractly: unknown addresses, shapes and dtypes raise
     the core's errors now, before anything compiles (once per compiled program)."""
-    if not filtering.is_sequence(model):
-        _reject_hidden_unfold(model, args)
     jax.eval_shape(lambda: model.generate(jax.random.key(0), obs, *args))
-
-
-def _reject_hidden_unfold(model, args) -> None:
-    """A ``@ppl.model`` that samples an unfold would be tempered as a whole; say how to filter it."""
-    if not isinstance(model, Model):
-        return
-    found = []
-
-    def on_opaque(address, target, target_args):
-        if isinstance(target, Unfold):
-            found.append((address, target))
-        return target.simulate(jax.random.key(0), *target_args).retval
-
-    def on_site(address, distribution):
-        return distribution.sample(jax.random.key(0))
-
-    from ppl.infer.unconstrained import walk
-
-    try:
-        jax.eval_shape(lambda: walk(model, args, on_site, on_opaque))
-    except Exception:  # the model's own errors surface when it runs; this is only a hint
-        return
-    if found:
-        address, chain = found[0]
-        raise CompositionError(
-            f"'{model.name}' samples the unfold '{chain.name}' at '{address}' inside a @ppl.model, so smc "
-            f"cannot filter it step by step (it would temper all {chain.steps} steps at once). Pass the "
-            f"unfold itself: ppl.infer.smc(key, chain, obs, init_state, *args, n=...), with observations "
-            f"addressed inside the chain ('y', not '{address}/y'); a prior on the initial state belongs "
-            "in the step (e.g. a wider dist at t == 0), and a seq of parts filters part by part.",
-            model=model.name,
-            address=address,
-        )
 
 
 # ---------------------------------------------------------------------------
@@ -282,7 +264,7 @@ def _filter_whole(key, obs, dynamic_args, *, model, static_args, config):
 
 def _run_filter(key, model, obs, dynamic_args, static_args, config, progress) -> SMCResult:
     steps = sum(segment.steps for segment in filtering.segments_of(model))
-    chunked = isinstance(model, Unfold) and progress_enabled(progress) and (
+    chunked = filtering._is_single_chain(model) and progress_enabled(progress) and (
         progress is True or config.n * steps >= LONG_RUN_PARTICLE_STEPS
     )
     if not chunked or steps < 2:

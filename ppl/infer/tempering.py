@@ -19,13 +19,15 @@ weight = the factors, ``0`` without ``ppl.factor``). Each stage:
 
 ``log_evidence = sum_s increments`` estimates ``log p(y)`` (unbiased for ``p(y)``).
 
-The split of a trace's score: ``log prior(x) = model.generate(k, x_latent).log_weight``
-(the latent choices constrained, the observed sites re-sampled and ignored),
-``log L = score - log prior``. This costs one extra run of the model per
-evaluation of a tempered density (twice the model's cost per MCMC proposal).
-The rejuvenation kernels see the tempered target as a generative function
+The split of a trace's score is made per choice, in the same run: the context
+of the call scales the log density of every observed choice by ``beta`` and
+sums it unscaled as ``log L`` (``interpret(..., tempering=(observed, beta))``,
+:mod:`ppl.context`), so a tempered density costs one run of the model, and
+observations may sit anywhere in it (inside an unfold, a Space model, ...). The
+rejuvenation kernels see the tempered target as a generative function
 (:class:`Tempered`, called as ``tempered(beta, *args)``), so every
-``ppl.infer.mcmc`` kernel works unchanged.
+``ppl.infer.mcmc`` kernel works unchanged, with ``addresses=None`` meaning every
+continuous latent (the target knows its observations).
 
 A run has at most ``MAX_STAGES`` stages; the last allowed stage goes straight
 to ``beta = 1`` (the estimate stays unbiased, only its variance suffers).
@@ -40,8 +42,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ppl.choices import ChoiceMap
+from ppl.choices import ChoiceMap, join_address
+from ppl.context import Context, interpret
 from ppl.errors import InferenceError
+from ppl.interpreters import Generate
 from ppl.infer.evidence import log_sum_exp, normalized_weights
 from ppl.infer.filtering import (
     SMCConfig,
@@ -55,93 +59,45 @@ from ppl.infer.filtering import (
     weight_summary,
 )
 from ppl.infer.particle_keys import particle_keys, unrolled_for
-from ppl.model import GenerativeFunction, Trace
+from ppl.interface import GenerativeFunction, Trace, top_level
 
 __all__ = ["Tempered", "MAX_STAGES", "tempering_init", "tempering_stage", "tempering_finish", "tempering_program"]
 
 MAX_STAGES = 500
 BISECTION_STEPS = 40
-_PRIOR_KEY_SEED = 0
 
 
 class Tempered(GenerativeFunction):
     """The tempered target ``prior(x) * L(x)^beta`` of a model, as a generative function.
 
     Called as ``tempered(beta, *args)``. Its traces hold the model's choices,
-    ``score = log prior + beta * log L`` and ``retval = (model retval, log L)``.
-    ``run``'s weight is ``weight - (1 - beta) * log L`` (exact when every
-    observed address is constrained, as in MCMC updates).
+    ``score = log prior + beta * log L`` and ``retval = (model retval, log L)``;
+    its weights are the model's with every observed term scaled by ``beta``.
+
+    Attributes:
+      model: the model.
+      observed: the observed addresses (what ``L`` is the density of).
     """
 
     def __init__(self, model: GenerativeFunction, observed: tuple[str, ...]):
         self.model = model
-        self.observed = frozenset(observed)
+        self.observed = tuple(observed)
         self.name = f"tempered({model.name})"
 
-    def log_prior(self, choices: ChoiceMap, args: tuple) -> jax.Array:
-        """``log prior(x)``: the model run with only the latent choices constrained."""
-        latent = choices.filter([a for a in choices.addresses() if a not in self.observed])
-        _, log_prior = self.model.run(jax.random.key(_PRIOR_KEY_SEED), latent, tuple(args), False)
-        return log_prior
-
-    def run(self, key, constraints, args, assess):
-        beta, *model_args = args
-        trace, log_weight = self.model.run(key, constraints, tuple(model_args), assess)
-        log_likelihood = trace.score - self.log_prior(trace.choices, model_args)
-        score = tempered_score(trace.score, log_likelihood, beta)
-        weight = jnp.where(jnp.isfinite(log_likelihood), log_weight - (1.0 - beta) * log_likelihood, score)
-        return Trace(trace.choices, score, (trace.retval, log_likelihood), tuple(args)), weight
-
-
-def tempered_score(score, log_likelihood, beta):
-    """``log prior + beta * log L = score - (1 - beta) log L``, with ``0 * -inf = 0``."""
-    log_prior = jnp.where(jnp.isfinite(log_likelihood), score - log_likelihood, score)
-    return log_prior + _scaled(log_likelihood, beta)
+    def body(self, context, beta, *args):
+        observed = frozenset(join_address(context.prefix, a) for a in self.observed)
+        scope = Context(context.interpreter, context.inputs, context.next_key(), context.prefix, self.model.name,
+                        context.active, context.batch_shape, (observed, jnp.asarray(beta)))
+        retval = self.model.body(scope, *args)
+        log_likelihood = scope.total("log_likelihood")
+        scope.totals.pop("log_likelihood", None)
+        context.absorb(scope)
+        return retval, log_likelihood
 
 
 def _scaled(log_likelihood, factor):
     """``factor * log L`` with ``0 * (-inf) = 0``."""
     return jnp.where(factor > 0, factor * log_likelihood, 0.0)
-
-
-def check_observations_are_leaves(model, observed: ChoiceMap, args: tuple) -> None:
-    """Raise ``InferenceError`` when a latent choice or factor reads an observed value.
-
-    ``Tempered.log_prior`` re-runs the model with only the latent choices fixed,
-    so the observed sites are re-sampled; that is the prior of the latents only
-    when nothing downstream depends on an observation. Checked eagerly on one
-    particle: the prior of the same latents under two different re-sampled
-    observations must agree. (Inside ``jit`` the check cannot run.)
-    """
-    signature = (model, observed.addresses(), _shapes(args))
-    if signature in _CHECKED:
-        return
-    trace, _ = model.generate(jax.random.key(1), observed, *args)
-    latent = trace.choices.filter([a for a in trace.choices.addresses() if a not in observed])
-    _, first = model.run(jax.random.key(2), latent, tuple(args), False)
-    _, second = model.run(jax.random.key(3), latent, tuple(args), False)
-    first, second = float(first), float(second)
-    if first != second and not (abs(first - second) <= 1e-5 * max(1.0, abs(first))):
-        raise InferenceError(
-            "tempered SMC needs the observations to be leaves of the model: it splits the "
-            "score into prior and likelihood by re-running the model with the latent choices "
-            "fixed, but here a later choice or ppl.factor depends on an observed value, so that "
-            f"split is wrong (the latents' prior came out as {first:.4g} and {second:.4g} for two "
-            "re-sampled observations). Use ppl.infer.importance, or MCMC on the posterior "
-            "(ppl.infer.mcmc), or restructure the model so observations come last.",
-            model=model.name,
-        )
-    _CHECKED.add(signature)
-
-
-_CHECKED: set = set()  # (model, observed addresses, argument shapes) already checked
-
-
-def _shapes(tree) -> tuple:
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple(
-        (jnp.shape(leaf), jnp.result_type(leaf).name) if hasattr(leaf, "shape") else leaf for leaf in leaves
-    )
 
 
 class TemperingState(NamedTuple):
@@ -169,14 +125,14 @@ def _keys(key):
 def tempering_init(key, model, observed: ChoiceMap, args: tuple, config: SMCConfig) -> TemperingState:
     """``n`` particles from the prior with the observations fixed; log weights = the factors."""
     seed_key, _ = _keys(key)
-    tempered = Tempered(model, observed.addresses())
+    tempering = (frozenset(observed.addresses()), jnp.zeros(()))
 
     def one(particle_key):
-        trace, log_weight = model.generate(particle_key, observed, *args)
-        log_likelihood = trace.score - tempered.log_prior(trace.choices, args)
-        factors = jnp.where(jnp.isneginf(log_likelihood), 0.0, log_weight - log_likelihood)
-        score = tempered_score(trace.score, log_likelihood, 0.0)
-        return (trace.choices, score, (trace.retval, log_likelihood)), factors
+        # beta = 0: the score is the prior, the weight the factors, log L summed aside
+        run = top_level(model, lambda: interpret(model, Generate(observed), particle_key, tuple(args),
+                                                 tempering=tempering))
+        log_likelihood = run.totals["log_likelihood"]
+        return (run.choices, run.totals["score"], (run.retval, log_likelihood)), run.totals["weight"]
 
     keys = particle_keys(seed_key, 0, config.n, unrolled_for(one, seed_key))
     particles, log_weights = jax.vmap(one)(keys)

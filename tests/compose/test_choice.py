@@ -41,13 +41,14 @@ def test_interface_checks():
     testing.check_vmap_matches_loop(observed, (0.5,), KEY, n=200)
 
 
-def test_score_is_the_index_prior_plus_the_selected_alternative():
+def test_score_is_the_index_prior_plus_every_alternative_under_its_prior():
+    # the inactive-structure convention (ppl.context): the alternative not chosen is an
+    # auxiliary variable, drawn from and scored under its prior
     for seed in range(6):
         trace = choice.simulate(jax.random.key(seed), 0.5)
         k = int(trace.choices["index"])
-        branch = (near, far)[k]
-        branch_score = branch.assess(trace.choices[str(k)], 0.5).log_density
-        np.testing.assert_allclose(trace.score, jnp.log(PROBS[k]) + branch_score, **TOL)
+        scores = [branch.assess(trace.choices[str(j)], 0.5).log_density for j, branch in enumerate((near, far))]
+        np.testing.assert_allclose(trace.score, jnp.log(PROBS[k]) + scores[0] + scores[1], **TOL)
         np.testing.assert_allclose(trace.retval, trace.choices[f"{k}/x"], **TOL)
         # every alternative's choices are in the trace, whichever is chosen
         assert trace.choices.addresses() == ("0/x", "1/scale", "1/x", "index")
@@ -81,9 +82,14 @@ def test_assess_with_a_concrete_index_needs_only_the_chosen_alternative():
     log_density, retval = choice.assess({"index": 0, "0/x": 0.1}, 0.5)
     np.testing.assert_allclose(log_density, jnp.log(0.3) + dist.Normal(-1.5, 1.0).log_prob(0.1), **TOL)
     assert float(retval) == pytest.approx(0.1)
-    # values for the inactive alternative are checked but do not count
-    with_inactive, _ = choice.assess({"index": 0, "0/x": 0.1, "1/x": 5.0}, 0.5)
-    np.testing.assert_allclose(with_inactive, log_density, **TOL)
+    # values given for the inactive alternative are scored under its prior (without them it
+    # integrates to one); an inactive alternative is given whole or not at all
+    with_inactive, _ = choice.assess({"index": 0, "0/x": 0.1, "1/x": 5.0, "1/scale": 1.2}, 0.5)
+    inactive = far.assess({"x": 5.0, "scale": 1.2}, 0.5).log_density
+    np.testing.assert_allclose(with_inactive, log_density + inactive, **TOL)
+    with pytest.raises(errors.MissingChoiceError) as err:
+        choice.assess({"index": 0, "0/x": 0.1, "1/x": 5.0}, 0.5)
+    assert err.value.address == "1/scale"
     with pytest.raises(errors.SupportError) as err:
         choice.assess({"index": 0, "0/x": 0.1, "1/scale": -1.0}, 0.5)
     assert err.value.address == "1/scale"
@@ -101,14 +107,16 @@ def test_assess_under_jit_needs_every_alternative():
     np.testing.assert_allclose(assess(trace.choices), trace.score, **TOL)
 
 
-def test_inactive_alternatives_hold_constrained_placeholders():
-    # constrain the inactive alternative: the value is kept, its density does not count
+def test_inactive_alternatives_are_auxiliary_variables_under_their_prior():
+    # constrain the inactive alternative: the value is kept and scored under its prior
     trace, log_weight = choice.generate(KEY, {"index": 0, "1/x": 3.0}, 0.5)
     assert float(trace.choices["1/x"]) == 3.0
-    np.testing.assert_allclose(log_weight, jnp.log(0.3), **TOL)
-    # switching the index reactivates the placeholders; the weight is the exact score change
+    far_x = dist.Normal(2.5, 0.5 * trace.choices["1/scale"]).log_prob(3.0)
+    np.testing.assert_allclose(log_weight, jnp.log(0.3) + far_x, **TOL)
+    # switching the index activates them; the weight is the exact score change
     new_trace, delta = choice.update(jax.random.key(1), trace, {"index": 1})
-    expected = jnp.log(0.7) + far.assess(trace.choices["1"], 0.5).log_density
+    expected = (jnp.log(0.7) + far.assess(trace.choices["1"], 0.5).log_density
+                + near.assess(trace.choices["0"], 0.5).log_density)
     np.testing.assert_allclose(new_trace.score, expected, **TOL)
     np.testing.assert_allclose(delta, new_trace.score - trace.score, **TOL)
     assert float(new_trace.retval) == 3.0

@@ -270,6 +270,19 @@ def test_model_interface_checks():
                                     n=100)
 
 
+def _prior_of_inactive(choices, code):
+    """Sum of the prior densities of the kinds a code does not use, at every node (auxiliary variables)."""
+    total = 0.0
+    for i in range(space.size):
+        for name, kind in {**TERMINALS, "changepoint": changepoint}.items():
+            address = f"node_{i}/{name}"
+            if address not in choices or space.kinds.index(name) == int(code[i]):
+                continue
+            args = (TIMES,) if name in TERMINALS else (TIMES, TIMES, TIMES)
+            total = total + kind.assess(choices[address], *args).log_density
+    return total
+
+
 def test_model_score_is_the_active_terminals_operators_and_observation():
     trace = space.model.simulate(KEY, CODE, TIMES)
     c = trace.choices
@@ -281,7 +294,8 @@ def test_model_score_is_the_active_terminals_operators_and_observation():
                 + dist.Uniform(0, 2 * jnp.pi).log_prob(phase) + dist.Normal(0, 1).log_prob(value)
                 + dist.Uniform(0, 1).log_prob(time) + dist.Normal(f, NOISE).log_prob(c["obs"]).sum())
     np.testing.assert_allclose(trace.retval, f, **TOL)
-    np.testing.assert_allclose(trace.score, expected, **TOL)
+    # the inactive kinds are auxiliary variables under their prior (the convention of ppl.context)
+    np.testing.assert_allclose(trace.score, expected + _prior_of_inactive(c, CODE), **TOL)
     # the choice map has one fixed structure: every node holds every terminal (and operator above the bottom)
     assert len(c.addresses()) == 7 * 4 + 3 * 1 + 1
     assert trace.choices.addresses() == space.model.simulate(KEY, code_of("level"), TIMES).choices.addresses()
@@ -292,10 +306,12 @@ def test_assess_with_a_concrete_code_needs_only_the_active_choices():
     choices = {"node_1/trend/slope": 0.5, "node_5/periodic(4)/amplitude": 1.0, "node_5/periodic(4)/phase": 0.2,
                "node_6/level/value": -0.3, "node_2/changepoint/time": 0.4, "obs": y}
     log_density, _ = space.model.assess(choices, CODE, TIMES)
+    # the full choice map adds the inactive kinds' prior densities (without them they integrate to one)
     full = space.model.simulate(KEY, CODE, TIMES).choices.merge(choices)
-    np.testing.assert_allclose(log_density, space.model.assess(full, CODE, TIMES).log_density, **TOL)
-    np.testing.assert_allclose(log_density, jax.jit(lambda c: space.model.assess(c, CODE, TIMES).log_density)(full),
-                               **TOL)
+    inactive = _prior_of_inactive(full, CODE)
+    np.testing.assert_allclose(log_density + inactive, space.model.assess(full, CODE, TIMES).log_density, **TOL)
+    np.testing.assert_allclose(log_density + inactive,
+                               jax.jit(lambda c: space.model.assess(c, CODE, TIMES).log_density)(full), **TOL)
     with pytest.raises(errors.MissingChoiceError) as err:
         space.model.assess({k: v for k, v in choices.items() if k != "node_2/changepoint/time"}, CODE, TIMES)
     assert err.value.address == "node_2/changepoint/time"

@@ -347,7 +347,7 @@ def test_part_returning_no_painter_raises_at_its_address():
 
 
 def test_unstacked_constraint_for_many_raises():
-    with pytest.raises(CompositionError, match="leading axis of size 3") as err:
+    with pytest.raises(ppl.errors.ShapeError, match="leading part-slot axis of length 3") as err:
         COUNTED.generate(jax.random.key(0), {"parts/at": jnp.array([0.5, 0.5])})
     assert err.value.address == "parts/at"
 
