@@ -123,8 +123,12 @@ class Interpreter:
         """
         raise NotImplementedError
 
-    def factor(self, log_weight: jax.Array, prefix: str, batch_shape: tuple[int, ...]) -> dict[str, jax.Array]:
-        """Contributions of ``ppl.factor(log_weight)`` made in the scope ``prefix``: the score, by default."""
+    def factor(self, log_weight: jax.Array, scope: Site) -> dict[str, jax.Array]:
+        """Contributions of ``ppl.factor(log_weight)``: the score, by default.
+
+        ``scope`` describes where the factor was made: ``scope.address`` is the
+        scope's prefix, ``scope.distribution`` is ``None``.
+        """
         return {"score": log_weight}
 
 
@@ -249,7 +253,8 @@ class Context:
 
     def factor(self, log_weight: Any) -> None:
         """Add ``log_weight`` (summed) to the density; see ``ppl.factor``."""
-        self._add(self.interpreter.factor(jnp.sum(jnp.asarray(log_weight)), self.prefix, self.batch_shape), None)
+        scope = Site(self.prefix, None, self.active, self.batch_shape)
+        self._add(self.interpreter.factor(jnp.sum(jnp.asarray(log_weight)), scope), None)
 
     def scan(self, step: Callable, carry: Any, xs: Any, length: int, *, what: str = "this scan", axis: str = "time"):
         """``lax.scan`` whose steps make choices: ``step(context_t, carry, x_t) -> (carry, y_t)``.

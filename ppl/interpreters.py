@@ -70,7 +70,7 @@ class Generate(Interpreter):
         value = distribution.sample(draw_key())
         return value, {"score": jnp.sum(distribution.log_prob(value))}, None
 
-    def factor(self, log_weight, prefix, batch_shape):
+    def factor(self, log_weight, scope):
         # factors count as observed evidence: they enter the generate/update weights too
         return {"score": log_weight, "weight": log_weight}
 
@@ -105,12 +105,14 @@ class Unconstrained(Interpreter):
     Inputs: ``values`` (every choice not selected) and ``u`` (the selected
     ones, in ``T``'s input shape). Totals: ``score = log p(x)`` over every
     choice and ``log_det = sum log |det dT/du|``, so the density of ``u`` is
-    ``score + log_det``. Records each selected site's activity flag (for
-    Laplace). Selected values lie in their supports by construction, so their
-    densities are not masked.
+    ``score + log_det``; ``active_score`` and ``active_log_det`` are the same
+    sums over the active choices only (the inactive ones integrate to one: see
+    :mod:`ppl.context`). Records each selected site's activity flag.
+    Selected values lie in their supports by construction, so their densities
+    are not masked.
     """
 
-    accumulators = ("score", "log_det")
+    accumulators = ("score", "log_det", "active_score", "active_log_det")
     complete = True
     records = True
 
@@ -128,13 +130,26 @@ class Unconstrained(Interpreter):
             u = jnp.asarray(u)
             value = transform(u)
             log_det = jnp.sum(transform.log_abs_det_jacobian(u, value))
-            return value, {"score": jnp.sum(distribution.log_prob(value)), "log_det": log_det}, _active_flag(site)
+            log_density = jnp.sum(distribution.log_prob(value))
+            return value, _with_active(site, {"score": log_density, "log_det": log_det}), _active_flag(site)
         value = given[0]
         if value is None:
             raise _missing(site.address)
         with jax.ensure_compile_time_eval():  # concrete observations are checked even while tracing
             value = validation.check_constraint(distribution, value)
-        return value, {"score": validation.site_log_density(distribution, value)}, None
+        return value, _with_active(site, {"score": validation.site_log_density(distribution, value)}), None
+
+    def factor(self, log_weight, scope):
+        return _with_active(scope, {"score": log_weight})
+
+
+def _with_active(site: Site, contributions: dict) -> dict:
+    """``contributions`` plus their ``active_*`` copies, zero where the site is inactive."""
+    if site.active is None:
+        masked = contributions
+    else:
+        masked = {name: jnp.where(site.active, value, 0.0) for name, value in contributions.items()}
+    return {**contributions, **{f"active_{name}": value for name, value in masked.items()}}
 
 
 class Unconstrain(Interpreter):
@@ -157,7 +172,7 @@ class Unconstrain(Interpreter):
             return value, {}, site_transform(site.address, site.distribution).inv(value)
         return value, {}, None
 
-    def factor(self, log_weight, prefix, batch_shape):
+    def factor(self, log_weight, scope):
         return {}
 
 

@@ -61,7 +61,7 @@ import numpy as np
 from ppl.choices import ChoiceMap, as_choice_map
 from ppl.errors import InferenceError, ModelDefinitionError, ShapeError
 from ppl.infer.arguments import check_finite_observations, is_traced, join_args, split_args
-from ppl.infer.evidence import log_sum_exp
+from ppl.infer.evidence import as_evidence, log_sum_exp
 from ppl.infer.importance import importance
 from ppl.infer.scale import scan_blocks
 from ppl.model import GenerativeFunction
@@ -239,27 +239,7 @@ def _evidence_one(key, obs, dynamic, *, structure, estimator):
 
 
 def _call(estimator, key, model, obs, args):
-    out = estimator(key, model, obs, *args)
-    if hasattr(out, "log_evidence"):
-        standard_error = getattr(out, "log_evidence_standard_error", None)
-        out = (out.log_evidence, standard_error)
-    if isinstance(out, (tuple, list)):
-        if len(out) != 2:
-            raise ModelDefinitionError(
-                f"classify's estimator returned {len(out)} values; return log_evidence or "
-                "(log_evidence, standard_error)."
-            )
-        log_evidence, standard_error = out
-    else:
-        log_evidence, standard_error = out, None
-    log_evidence = jnp.asarray(log_evidence, jnp.float32)
-    if log_evidence.shape != ():
-        raise ModelDefinitionError(
-            f"classify's estimator must return a scalar log evidence for one observation and one "
-            f"hypothesis, got shape {log_evidence.shape}. Reduce over particles inside the estimator."
-        )
-    standard_error = jnp.full((), jnp.nan) if standard_error is None else jnp.asarray(standard_error, jnp.float32)
-    return log_evidence, standard_error
+    return as_evidence(estimator(key, model, obs, *args), "classify's estimator")
 
 
 def _program(key, obs, dynamic, *, structure, estimator, batch, chunk_size):

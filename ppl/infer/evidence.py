@@ -57,6 +57,7 @@ __all__ = [
     "log_mean_exp_standard_error",
     "combine_log_evidence",
     "log_sum_exp",
+    "as_evidence",
 ]
 
 
@@ -160,3 +161,35 @@ def combine_log_evidence(log_evidences: jax.Array) -> EvidenceEstimate:
     """
     log_evidences = jnp.asarray(log_evidences)
     return EvidenceEstimate(log_mean_exp(log_evidences), log_mean_exp_standard_error(log_evidences))
+
+
+def as_evidence(out, who: str = "the estimator") -> EvidenceEstimate:
+    """What an evidence estimator returned, as ``(log_evidence, standard_error)`` scalars.
+
+    The protocol shared by ``classify``'s ``estimator=`` and ``search``'s
+    ``score=``: an estimator ``(key, model, obs, *args)`` returns a scalar log
+    evidence, a ``(log_evidence, standard_error)`` pair, or an object with
+    ``.log_evidence`` (and optionally ``.log_evidence_standard_error``), such as
+    the result of ``importance``, ``smc`` or ``laplace``. A missing standard
+    error is NaN.
+    """
+    from ppl.errors import ModelDefinitionError
+
+    if hasattr(out, "log_evidence"):
+        out = (out.log_evidence, getattr(out, "log_evidence_standard_error", None))
+    if isinstance(out, (tuple, list)):
+        if len(out) != 2:
+            raise ModelDefinitionError(
+                f"{who} returned {len(out)} values; return log_evidence or (log_evidence, standard_error)."
+            )
+        log_evidence, standard_error = out
+    else:
+        log_evidence, standard_error = out, None
+    log_evidence = jnp.asarray(log_evidence, jnp.float32)
+    if log_evidence.shape != ():
+        raise ModelDefinitionError(
+            f"{who} must return a scalar log evidence for one observation and one hypothesis, got shape "
+            f"{log_evidence.shape}. Reduce over particles inside the estimator."
+        )
+    standard_error = jnp.full((), jnp.nan) if standard_error is None else jnp.asarray(standard_error, jnp.float32)
+    return EvidenceEstimate(log_evidence, standard_error)

@@ -66,7 +66,7 @@ from ppl.interface import GenerativeFunction, Trace, top_level
 from ppl.interpreters import Generate
 from ppl.validation import is_concrete
 
-__all__ = ["KernelStep", "Chain", "mh", "random_walk", "mala", "chain", "regenerate"]
+__all__ = ["KernelStep", "Chain", "mh", "random_walk", "mala", "cycle", "chain", "regenerate"]
 
 
 class KernelStep(NamedTuple):
@@ -216,7 +216,7 @@ class _Selected(Interpreter):
             return given[0], {"selected": jnp.sum(site.distribution.log_prob(given[0]))}, None
         return given[0], {}, None
 
-    def factor(self, log_weight, prefix, batch_shape):
+    def factor(self, log_weight, scope):
         return {}
 
 
@@ -442,6 +442,29 @@ def mala(model: GenerativeFunction, addresses: Sequence[str] | str | None = None
     is rejected.
     """
     return mh(model, _Langevin(model, addresses, step_size, observed))
+
+
+def cycle(*kernels: Kernel) -> Kernel:
+    """One kernel that applies ``kernels`` in turn (each leaves the posterior invariant, so does the cycle).
+
+    ``accepted`` is the fraction of the kernels that accepted.
+
+    Example::
+
+        >>> structure_and_values = ppl.infer.mcmc.cycle(ppl.infer.mcmc.mh(model, ["index"]),
+        ...                                             ppl.infer.mcmc.mala(model, observed=["y"]))  # doctest: +SKIP
+    """
+    if not kernels or not all(callable(kernel) for kernel in kernels):
+        raise InferenceError(f"cycle needs one or more kernels (functions key, trace -> KernelStep), got {kernels!r}.")
+
+    def kernel(key: jax.Array, trace: Trace) -> KernelStep:
+        accepted = jnp.zeros((), jnp.float32)
+        for sub_key, each in zip(jax.random.split(key, len(kernels)), kernels):
+            step = each(sub_key, trace)
+            trace, accepted = step.trace, accepted + step.accepted.astype(jnp.float32)
+        return KernelStep(trace, accepted / len(kernels))
+
+    return kernel
 
 
 # ---------------------------------------------------------------------------

@@ -102,9 +102,9 @@ class _NumPyroSites(Interpreter):
             )
         return value, {"score": jnp.sum(distribution.log_prob(value))}, None
 
-    def factor(self, log_weight, prefix: str, batch_shape: tuple):
-        if not batch_shape:
-            numpyro.factor(join_address(prefix, f"_factor_{self.factors}"), log_weight)
+    def factor(self, log_weight, scope: Site):
+        if not scope.batch_shape:
+            numpyro.factor(join_address(scope.address, f"_factor_{self.factors}"), log_weight)
             self.factors += 1
             return {}
         self.stacked = True

@@ -5,11 +5,16 @@
 
     score(c) = log p(c) + log p(obs | c)          (structure prior + evidence)
 
-where ``log p(obs | c)`` marginalises the structure's continuous latents by
-importance sampling with ``n`` particles (or by a user ``score`` function, e.g.
-a MAP/Laplace estimate). A structure's score is a deterministic function of
-``(key, code)``: the particles for code ``c`` use a key folded with a hash of
-``c``, so a structure met twice gets the same score.
+where ``log p(obs | c)`` marginalises the structure's continuous latents: by
+importance sampling with ``n`` particles by default, or by any evidence
+estimator ``score(key, model, obs, *args)`` (the protocol of
+``ppl.infer.classify``'s ``estimator=``), called with ``space.model`` and
+``(code, *args)``. ``score=ppl.infer.laplace`` is MAP search over structures:
+each is scored by the Laplace approximation at its MAP in unconstrained space,
+deterministic and exact on linear-Gaussian structures, so equivalent
+structures score alike. A structure's score is a deterministic function of
+``(key, code)``: the key for code ``c`` is folded with a hash of ``c``, so a
+structure met twice gets the same score.
 
 **Algorithm: a stochastic beam over structures.** A population of ``population``
 distinct codes, drawn from the prior, evolves for ``budget`` steps. In each step
@@ -68,7 +73,7 @@ import numpy as np
 from ppl.choices import ChoiceMap, as_choice_map
 from ppl.errors import InferenceError
 from ppl.infer.arguments import check_finite_observations, is_traced, join_args, split_args
-from ppl.infer.evidence import log_sum_exp
+from ppl.infer.evidence import as_evidence, log_sum_exp
 from ppl.infer.importance import importance
 from ppl.infer.progress import progress_bar
 
@@ -133,7 +138,7 @@ class SearchResult:
 def particle_evidence(n: int) -> Score:
     """The default structure score: ``log p(obs | code)`` by importance sampling with ``n`` particles.
 
-    Returns ``score(key, space, code, obs, *args) -> ()``; jittable and vmappable over codes.
+    Returns an estimator ``score(key, model, obs, *args) -> ()``; jittable and vmappable over codes.
     """
     return _particle_evidence_scores.setdefault(int(n), functools.partial(_particle_evidence, n=int(n)))
 
@@ -141,8 +146,8 @@ def particle_evidence(n: int) -> Score:
 _particle_evidence_scores: dict[int, Score] = {}
 
 
-def _particle_evidence(key, space, code, obs, *args, n):
-    return importance(key, space.model, obs, code, *args, n=n).log_evidence
+def _particle_evidence(key, model, obs, *args, n):
+    return importance(key, model, obs, *args, n=n).log_evidence
 
 
 def code_hash(code: jax.Array) -> jax.Array:
@@ -203,9 +208,12 @@ def search(
       budget: a number of steps, or ``Budget(steps=..., seconds=...)``.
       population: structures kept per step (the beam width); all are scored in one call.
       n: particles per structure for the default score.
-      score: ``score(key, space, code, obs, *args) -> log p(obs | code)``, jittable and
-        vmappable over codes (``None``: :func:`particle_evidence` with ``n`` particles).
-        Define it once: a new function object recompiles.
+      score: an evidence estimator ``score(key, model, obs, *args)``, called with
+        ``space.model`` and ``(code, *args)``, jittable and vmappable over codes:
+        ``ppl.infer.laplace`` (MAP + Laplace), ``ppl.infer.Laplace(...)`` with
+        settings, or your own (returning a scalar, a ``(log_evidence, se)`` pair or
+        an object with ``.log_evidence``). ``None``: :func:`particle_evidence`
+        with ``n`` particles. Define it once: a new function object recompiles.
       temperature: of the Gumbel-top-k selection (``> 0``); lower is greedier.
       keep: how many of the best structures to return.
       init: optional ``(population, L)`` starting codes (default: prior draws).
@@ -268,7 +276,8 @@ def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_ar
     args = join_args(dynamic_args, static_args)
 
     def one(code):
-        log_evidence = jnp.asarray(score(jax.random.fold_in(score_key, code_hash(code)), space, code, obs, *args))
+        estimate = score(jax.random.fold_in(score_key, code_hash(code)), space.model, obs, code, *args)
+        log_evidence = as_evidence(estimate, "search's score").log_evidence
         log_prior = space.log_prior(code)
         total = jnp.where(jnp.isfinite(log_prior), log_prior + log_evidence, -jnp.inf)
         return total, log_evidence

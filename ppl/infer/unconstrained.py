@@ -55,9 +55,9 @@ import numpy as np
 
 from ppl.choices import ChoiceMap, as_choice_map
 from ppl.context import interpret
-from ppl.errors import InferenceError, PPLError, UnknownAddressError, did_you_mean
+from ppl.errors import InferenceError, UnknownAddressError, did_you_mean
 from ppl.infer.arguments import is_array
-from ppl.interface import GenerativeFunction, top_level
+from ppl.interface import GenerativeFunction, check_visited, top_level
 from ppl.interpreters import Describe, SiteInfo, Unconstrain, Unconstrained
 
 __all__ = ["SiteInfo", "describe_sites", "latent_continuous", "unconstrain", "log_density", "Density",
@@ -82,7 +82,7 @@ def describe_sites(model: GenerativeFunction, obs: ChoiceMap, args: Sequence) ->
     describe = Describe(obs)
 
     def run(run_key):
-        interpret(model, describe, run_key, tuple(args))
+        check_visited(model, obs, interpret(model, describe, run_key, tuple(args)).choices, "inference")
 
     with jax.ensure_compile_time_eval():  # supports such as arange(K) stay concrete
         top_level(model, lambda: jax.eval_shape(run, jax.random.key(0)))
@@ -148,6 +148,8 @@ class Density(NamedTuple):
       log_density: ``log p(x)`` over every choice, plus ``log |det dT/du|`` when
         asked (``jacobian=True``): then it is the density of ``u``.
       log_det: ``log |det dT/du|`` alone.
+      active_log_density: as ``log_density``, over the active choices only (the
+        inactive ones integrate to one; see :mod:`ppl.context`).
       choices: the choices, with ``x = T(u)`` at the selected addresses.
       retval: the model's return value.
       active: per selected address, whether the choice is active (boolean, the
@@ -156,6 +158,7 @@ class Density(NamedTuple):
 
     log_density: jax.Array
     log_det: jax.Array
+    active_log_density: jax.Array
     choices: ChoiceMap
     retval: Any
     active: ChoiceMap
@@ -169,10 +172,8 @@ def log_density(model: GenerativeFunction, values: ChoiceMap, u: Mapping | Choic
     """
     u = as_choice_map(u)
     interpreter = Unconstrained(as_choice_map(values), u, u.addresses())
-    try:
-        run = top_level(model, lambda: interpret(model, interpreter, None, tuple(args)))
-    except PPLError:
-        raise
-    score, log_det = run.totals["score"], run.totals["log_det"]
-    total = score + log_det if jacobian else score
-    return Density(total, log_det, run.choices, run.retval, run.records)
+    run = top_level(model, lambda: interpret(model, interpreter, None, tuple(args)))
+    totals = run.totals
+    total = totals["score"] + totals["log_det"] if jacobian else totals["score"]
+    active = totals["active_score"] + totals["active_log_det"] if jacobian else totals["active_score"]
+    return Density(total, totals["log_det"], active, run.choices, run.retval, run.records)
