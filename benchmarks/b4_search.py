@@ -17,6 +17,9 @@ Measured, in one process:
   jitted and run; timed on a few structures (compile + run), per structure.
 - ``ppl.infer.search``: the stochastic beam, ``B`` structures per step; scored
   per second over the whole run (moves, scoring, selection, host archive).
+- the same batches and search with ``score=ppl.infer.Laplace(...)`` (MAP search:
+  each structure's evidence by the Laplace approximation at its MAP, found by
+  Adam restarts and Newton steps), side by side with importance sampling.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ BATCH = 64
 DISTINCT = 1_024  # 16 full batches: one batch shape, one compilation
 NAIVE = 4
 SEARCH_STEPS = 30
+LAPLACE = ppl.infer.Laplace(restarts=2, steps=100)
 TIME_AXIS = jnp.linspace(0.0, 1.0, POINTS)
 traces: list[int] = []
 
@@ -128,6 +132,19 @@ def run(options: common.Options) -> list[dict]:
     ppl.infer.search(key, SPACE, {"obs": y}, TIME_AXIS, budget=1, population=BATCH, n=PARTICLES)  # compile
     found = ppl.infer.search(key, SPACE, {"obs": y}, TIME_AXIS, budget=steps, population=BATCH, n=PARTICLES,
                              progress=options.progress)
+
+    laplace_batches = batches[:2] if options.quick else batches[:4]
+    start = time.perf_counter()
+    common.block(ppl.infer.score_structures(key, SPACE, laplace_batches[0], {"obs": y}, TIME_AXIS, score=LAPLACE))
+    laplace_first = time.perf_counter() - start
+    start = time.perf_counter()
+    laplace_scores = [common.block(ppl.infer.score_structures(key, SPACE, batch, {"obs": y}, TIME_AXIS,
+                                                              score=LAPLACE)[0]) for batch in laplace_batches]
+    laplace_seconds = (time.perf_counter() - start) / (len(laplace_batches) * BATCH)
+    laplace_best = SPACE.describe(codes[int(np.argmax(np.concatenate([np.asarray(s) for s in laplace_scores])))])
+    ppl.infer.search(key, SPACE, {"obs": y}, TIME_AXIS, budget=1, population=BATCH, score=LAPLACE)  # compile
+    laplace_found = ppl.infer.search(key, SPACE, {"obs": y}, TIME_AXIS, budget=steps, population=BATCH, score=LAPLACE,
+                                     progress=options.progress)
     return [
         {
             "distinct": distinct,
@@ -142,6 +159,12 @@ def run(options: common.Options) -> list[dict]:
             "search_best": found.describe()[0],
             "search_scored": int(found.scored[-1]),
             "history": found.history,
+            "laplace_first_call": laplace_first,
+            "laplace_seconds_per_structure": laplace_seconds,
+            "laplace_best_of_batch": laplace_best,
+            "laplace_search_seconds_per_structure": laplace_found.seconds / (steps * BATCH),
+            "laplace_search_best": laplace_found.describe()[0],
+            "laplace_search_scored": int(laplace_found.scored[-1]),
         }
     ]
 
@@ -160,6 +183,13 @@ def report(rows: list[dict], options: common.Options) -> str:
             [f"ppl `search`, population {BATCH}", f"{row['search_rate']:.0f}", "1",
              f"{row['search_steps']} steps, {row['search_scored']} distinct structures scored; best: "
              f"`{row['search_best']}`"],
+            [f"ppl `score_structures` with `score=Laplace`, batches of {BATCH}",
+             f"{1 / row['laplace_seconds_per_structure']:.0f}", "1",
+             f"first call {row['laplace_first_call']:.1f} s; best: `{row['laplace_best_of_batch']}`"],
+            [f"ppl `search` with `score=Laplace`, population {BATCH}",
+             f"{1 / row['laplace_search_seconds_per_structure']:.0f}", "1",
+             f"{row['search_steps']} steps, {row['laplace_search_scored']} distinct structures scored; best: "
+             f"`{row['laplace_search_best']}`"],
         ],
     )
     curve = ", ".join(f"{value:.1f}" for value in row["history"][:: max(1, len(row["history"]) // 8)])
@@ -170,7 +200,8 @@ def report(rows: list[dict], options: common.Options) -> str:
             f"Grammar: terminals `level`, `trend`, `periodic` (amplitude, phase); operators `+`, `*`, "
             f"`changepoint` (latent time); depth 3, {SPACE.count():,} structures. Series: {POINTS} points from "
             f"`trend + periodic`, noise 0.3. Each structure: prior + importance evidence with {PARTICLES} "
-            "particles.",
+            f"particles, or prior + Laplace evidence at the MAP ({LAPLACE.restarts} Adam restarts of "
+            f"{LAPLACE.steps} steps, {LAPLACE.newton} Newton steps).",
             table,
             f"Scoring in batches is {row['batch_rate'] / naive_rate:,.0f}x the rate of compiling each structure "
             "separately: a code is an ordinary int32 argument, so one compiled program serves every structure. "

@@ -428,8 +428,11 @@ class Context:
                     )
 
 
-def _scaled(value: jax.Array, factor: jax.Array) -> jax.Array:
-    """``factor * value`` with ``0 * (-inf) = 0``."""
+def _scaled(value: jax.Array, factor: Any) -> jax.Array:
+    """``factor * value`` with ``0 * (-inf) = 0``. A Python ``0`` drops ``value`` altogether (so the
+    computation of an observation's density is dead code, e.g. for the prior alone)."""
+    if isinstance(factor, (int, float)) and factor == 0:
+        return jnp.zeros_like(value)
     return jnp.where(factor > 0, factor * value, 0.0)
 
 

@@ -36,7 +36,8 @@ from ppl.choices import ChoiceMap
 from ppl.context import Interpreter, Site
 from ppl.errors import InferenceError, MissingChoiceError
 
-__all__ = ["Generate", "Unconstrained", "Unconstrain", "Describe", "SiteInfo", "site_transform"]
+__all__ = ["Generate", "Unconstrained", "Unconstrain", "Describe", "SiteInfo", "site_transform", "standardising_transform",
+           "unconstraining_transform"]
 
 
 def _missing(address: str) -> MissingChoiceError:
@@ -95,6 +96,35 @@ def site_transform(address: str, distribution: Distribution) -> Transform:
         ) from None
 
 
+def standardising_transform(distribution: Distribution) -> Transform | None:
+    """``u -> loc + scale * u`` for a Normal (also ``.expand``-ed or ``.to_event``-ed), else ``None``.
+
+    The *standardised* coordinates of a Normal choice: its prior is ``N(0, 1)`` in
+    ``u`` whatever its location and scale (the non-centred parametrisation), so one
+    optimizer step size suits choices of very different scales.
+    """
+    from numpyro.distributions import Independent, Normal
+    from numpyro.distributions.distribution import ExpandedDistribution
+    from numpyro.distributions.transforms import AffineTransform
+
+    leaf = distribution
+    while isinstance(leaf, (Independent, ExpandedDistribution)):
+        leaf = leaf.base_dist
+    if type(leaf) is not Normal:
+        return None
+    shape = tuple(distribution.batch_shape) + tuple(distribution.event_shape)
+    return AffineTransform(jnp.broadcast_to(leaf.loc, shape), jnp.broadcast_to(leaf.scale, shape))
+
+
+def unconstraining_transform(address: str, distribution: Distribution, standardise: bool) -> Transform:
+    """The site's ``T``: :func:`standardising_transform` when asked and possible, else :func:`site_transform`."""
+    if standardise:
+        transform = standardising_transform(distribution)
+        if transform is not None:
+            return transform
+    return site_transform(address, distribution)
+
+
 def _active_flag(site: Site) -> jax.Array:
     return jnp.asarray(True) if site.active is None else jnp.asarray(site.active)
 
@@ -116,9 +146,10 @@ class Unconstrained(Interpreter):
     complete = True
     records = True
 
-    def __init__(self, values: ChoiceMap, u: ChoiceMap, selected):
+    def __init__(self, values: ChoiceMap, u: ChoiceMap, selected, standardise: bool = False):
         super().__init__((values, u))
         self.selected = frozenset(selected)
+        self.standardise = standardise
 
     def choose(self, site: Site, given: tuple, draw_key: Callable):
         distribution = site.distribution
@@ -126,7 +157,7 @@ class Unconstrained(Interpreter):
             u = given[1]
             if u is None:
                 raise _missing(site.address)
-            transform = site_transform(site.address, distribution)
+            transform = unconstraining_transform(site.address, distribution, self.standardise)
             u = jnp.asarray(u)
             value = transform(u)
             log_det = jnp.sum(transform.log_abs_det_jacobian(u, value))
@@ -159,9 +190,10 @@ class Unconstrain(Interpreter):
     complete = True
     records = True
 
-    def __init__(self, values: ChoiceMap, selected):
+    def __init__(self, values: ChoiceMap, selected, standardise: bool = False):
         super().__init__((values,))
         self.selected = frozenset(selected)
+        self.standardise = standardise
 
     def choose(self, site: Site, given: tuple, draw_key: Callable):
         value = given[0]
@@ -169,7 +201,7 @@ class Unconstrain(Interpreter):
             raise _missing(site.address)
         value = validation.check_constraint(site.distribution, value)
         if site.address in self.selected:
-            return value, {}, site_transform(site.address, site.distribution).inv(value)
+            return value, {}, unconstraining_transform(site.address, site.distribution, self.standardise).inv(value)
         return value, {}, None
 
     def factor(self, log_weight, scope):

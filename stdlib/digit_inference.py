@@ -1,24 +1,31 @@
 """Inference for the digit models: MAP stroke fits, Laplace evidence, ``classify``, ``fit``, ``explain``.
 
-**Evidence estimator** (one image, one class). The latents are moved in
-prior-standardised coordinates ``z`` (``x = mean + scale * z``, so the prior is
-``Normal(0, I)`` and one Adam learning rate suits pose, strokes and pen
+**Evidence estimator** (one image, one class). Every density comes from the
+core: one run of the digit model in the core's *standardised* unconstrained
+coordinates ``z`` (``ppl.infer.unconstrained.log_density(...,
+standardise=True)``: a Normal choice is ``x = loc + scale * z``, so its prior
+is ``N(0, 1)`` in ``z`` and one Adam learning rate suits pose, strokes and pen
 alike). For each template ``m`` (and ``restarts`` pose jitters of it) Adam
-maximises ``f_m(z) = log p(image | x(z)) + log N(z; 0, I) + log p(m)`` for
-``steps`` steps (vmapped, one ``lax.scan``). The evidence of template ``m`` is
-the Laplace approximation at its best optimum ``z*``::
+maximises ``f_m(z) = log p(image, x(z), m) + log |dx/dz|`` for ``steps``
+steps (vmapped, one ``lax.scan``). The evidence of template ``m`` is the
+Laplace approximation at its best optimum ``z*``::
 
-    log p(image, m) ~= f_m(z*) + d/2 log(2 pi) - 1/2 log det(I + J^T W J)
+    log p(image, m) ~= f_m(z*) + d/2 log(2 pi) - 1/2 log det(P + J^T W J)
 
-with ``J = d render / d z`` (forward-mode Jacobian) and ``W`` the per-pixel
-curvature ``-d^2 log p(y | mean) / d mean^2`` of the pixel likelihood, weighted
-by the posterior of the noise level and of the pixel lying outside the blot,
-clipped at 0 (:meth:`stdlib.digit_pixels.RobustPixels.curvature`: a generalised
-Gauss-Newton Hessian, always positive definite; blotted pixels carry no
-curvature). Absent strokes cancel exactly (their term is ``log N(0) + 1/2 log
-2 pi = 0`` per coordinate), so classes with 1, 2 or 3 strokes compare fairly.
-The class's evidence is ``logsumexp_m``. It is a deterministic approximation:
-no Monte Carlo standard error (reported as 0).
+with ``P`` the prior's precision in ``z`` (the Hessian of the core's density
+with the image's term tempered away: ``I`` for the Normal priors),
+``J = d render / d z`` (forward-mode Jacobian of the core's run) and ``W`` the
+per-pixel curvature ``-d^2 log p(y | mean) / d mean^2`` of the pixel
+likelihood, weighted by the posterior of the noise level and of the pixel
+lying outside the blot, clipped at 0
+(:meth:`stdlib.digit_pixels.RobustPixels.curvature`: a generalised
+Gauss-Newton Hessian of the likelihood, always positive definite; blotted
+pixels carry no curvature). Nothing here restates the priors: change them in
+:func:`~stdlib.digit_model.digit_model` and the evidence follows. Absent
+strokes cancel exactly (their prior term is ``log N(0) + 1/2 log 2 pi = 0`` per
+coordinate), so classes with 1, 2 or 3 strokes compare fairly. The class's
+evidence is ``logsumexp_m``. It is a deterministic approximation: no Monte
+Carlo standard error (reported as 0).
 
 **fit** is one EM-style pass (``iterations`` of them): each example is
 explained by MAP under its class's current model; its fitted strokes become a
@@ -40,6 +47,7 @@ import optax
 
 from ppl.choices import as_choice_map
 from ppl.errors import ShapeError
+from ppl.infer.unconstrained import log_density
 from stdlib.digit_model import (
     DigitModels,
     DigitParams,
@@ -49,7 +57,6 @@ from stdlib.digit_model import (
     pixels,
     place_strokes,
     prototypes,
-    render_digit,
 )
 
 __all__ = ["Budget", "StrokeFit", "classify", "evidence_estimator", "explain", "fit", "fit_strokes", "plot_explanation"]
@@ -98,38 +105,29 @@ def _as_budget(budget) -> Budget:
     raise ShapeError(f"budget must be a non-negative int (Adam steps per hypothesis) or a digits.Budget; got {budget!r}.")
 
 
-def _latents(z, component, params: DigitParams) -> dict:
-    return {
-        "component": component,
-        "pose": params.pose_mean + params.pose_scale * z["pose"],
-        "strokes": params.stroke_mean[component] + params.stroke_scale[component] * z["strokes"],
-        "log_width": params.width_mean + params.width_scale * z["log_width"],
-        "ink": params.ink_mean + params.ink_scale * z["ink"],
-    }
+LATENTS = ("pose", "strokes", "log_width", "ink")  # the continuous choices the MAP moves (the component is enumerated)
 
 
-def _standardised_log_joint(model, z, component, image, params):
-    """``log p(image, x(z)) + log|dx/dz|`` = ``log p(image | x) + log N(z; 0, I) + log p(m)``."""
-    choices = dict(_latents(z, component, params), image=image)
-    log_joint = model.assess(choices, params).log_density
-    strokes_scale = params.stroke_scale[component] * jnp.ones_like(params.stroke_mean[0])
-    log_jacobian = (jnp.sum(jnp.log(params.pose_scale)) + jnp.sum(jnp.log(strokes_scale))
-                    + jnp.log(params.width_scale) + jnp.log(params.ink_scale))
-    return log_joint + log_jacobian
+def _density(model, z, component, image, params, **options):
+    """The core's run of the digit model at ``x(z)`` (standardised coordinates): density, choices, rendering."""
+    return log_density(model, {"component": component, "image": image}, z, (params,), jacobian=True,
+                       standardise=True, **options)
 
 
-def _laplace(z, component, image, params, size, supersample, occluder_sides):
-    """``d/2 log 2 pi - 1/2 log det(I + J^T W J)`` at ``z`` (generalised Gauss-Newton)."""
+def _log_joint(model, z, component, image, params):
+    """``f(z) = log p(image, x(z), component) + log |dx/dz|``: the objective of the MAP fit."""
+    return _density(model, z, component, image, params).log_density
+
+
+def _laplace(model, z, component, image, params, occluder_sides):
+    """``d/2 log 2 pi - 1/2 log det(P + J^T W J)`` at ``z`` (generalised Gauss-Newton for the likelihood)."""
     flat, unravel = jax.flatten_util.ravel_pytree(z)
-
-    def rendering(flat_z):
-        x = _latents(unravel(flat_z), component, params)
-        return render_digit(x["strokes"], params.stroke_mask, x["pose"], x["log_width"], x["ink"], size, supersample).ravel()
-
+    prior = lambda f: _density(model, unravel(f), component, image, params, tempering=(("image",), 0.0)).log_density  # noqa: E731
+    rendering = lambda f: _density(model, unravel(f), component, image, params).retval.ravel()  # noqa: E731
     jacobian = jax.jacfwd(rendering)(flat)  # (H*W, d)
     mean = rendering(flat)
     weights = pixels(mean.reshape(image.shape), params, occluder_sides).curvature(image).ravel()
-    precision = jnp.eye(flat.shape[0]) + jacobian.T @ (weights[:, None] * jacobian)
+    precision = -jax.hessian(prior)(flat) + jacobian.T @ (weights[:, None] * jacobian)
     _, log_det = jnp.linalg.slogdet(precision)
     return 0.5 * flat.shape[0] * jnp.log(2 * jnp.pi) - 0.5 * log_det
 
@@ -157,7 +155,7 @@ def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, su
         "ink": jnp.zeros(population),
     }
     optimizer = optax.adam(budget.learning_rate)
-    loss = lambda z, m: -_standardised_log_joint(model, z, m, image, params)
+    loss = lambda z, m: -_log_joint(model, z, m, image, params)  # noqa: E731
 
     def optimise(z, state, m, steps):
         def step(carry, _):
@@ -186,17 +184,14 @@ def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, su
     # the Laplace volume term of the best hypothesis, shared by all (it is the costly part: d Jacobian columns)
     top = jnp.argmax(log_joint)
     if budget.laplace:
-        correction = _laplace(jax.tree_util.tree_map(lambda leaf: leaf[top], z), component[top], image, params,
-                              size, supersample, occluder_sides)
+        correction = _laplace(model, jax.tree_util.tree_map(lambda leaf: leaf[top], z), component[top], image, params,
+                              occluder_sides)
     else:
         correction = jnp.zeros(())
-    latents = jax.vmap(lambda zz, m: _latents(zz, m, params))(z, component)
-    rendering = jax.vmap(
-        lambda x: render_digit(x["strokes"], params.stroke_mask, x["pose"], x["log_width"], x["ink"], size, supersample)
-    )(latents)
-    # the standardised log joint includes log|dx/dz|; the joint of the choices themselves does not
-    log_joint_x = jax.vmap(lambda x: model.assess(dict(x, image=image), params).log_density)(latents)
-    return StrokeFit(latents, log_joint_x, log_joint + correction, rendering)
+    at_mode = jax.vmap(lambda zz, m: _density(model, zz, m, image, params))(z, component)
+    latents = {name: at_mode.choices[name] for name in ("component", *LATENTS)}
+    # f includes log|dx/dz|; the joint of the choices themselves does not
+    return StrokeFit(latents, at_mode.log_density - at_mode.log_det, log_joint + correction, at_mode.retval)
 
 
 @functools.cache

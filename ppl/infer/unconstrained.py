@@ -135,10 +135,15 @@ def check_selected(selected: Sequence[str], sites: Mapping[str, SiteInfo], model
             )
 
 
-def unconstrain(model: GenerativeFunction, choices: ChoiceMap, addresses: Sequence[str], args: Sequence) -> ChoiceMap:
-    """``u = T^{-1}(x)`` at ``addresses`` of the complete ``choices``, as a choice map (stacked like the choices)."""
-    run = top_level(model, lambda: interpret(model, Unconstrain(as_choice_map(choices), addresses), None, tuple(args)))
-    return run.records
+def unconstrain(model: GenerativeFunction, choices: ChoiceMap, addresses: Sequence[str], args: Sequence, *,
+                standardise: bool = False) -> ChoiceMap:
+    """``u = T^{-1}(x)`` at ``addresses`` of the complete ``choices``, as a choice map (stacked like the choices).
+
+    ``standardise=True``: Normal choices use ``T(u) = loc + scale * u`` (their prior
+    is ``N(0, 1)`` in ``u``), every other choice ``biject_to(support)``.
+    """
+    interpreter = Unconstrain(as_choice_map(choices), addresses, standardise)
+    return top_level(model, lambda: interpret(model, interpreter, None, tuple(args))).records
 
 
 class Density(NamedTuple):
@@ -165,14 +170,20 @@ class Density(NamedTuple):
 
 
 def log_density(model: GenerativeFunction, values: ChoiceMap, u: Mapping | ChoiceMap, args: Sequence, *,
-                jacobian: bool) -> Density:
+                jacobian: bool, standardise: bool = False, tempering: tuple | None = None) -> Density:
     """One run of ``model`` at ``x = T(u)`` for the addresses of ``u``, the other choices from ``values``.
 
     Differentiable in ``u``. ``values`` needs every choice that is not in ``u``.
+    ``standardise``: as for :func:`unconstrain`. ``tempering=(addresses, beta)``
+    scales those choices' densities by ``beta`` (``beta = 0``: the density of the
+    other choices alone, e.g. the prior of the latents).
     """
     u = as_choice_map(u)
-    interpreter = Unconstrained(as_choice_map(values), u, u.addresses())
-    run = top_level(model, lambda: interpret(model, interpreter, None, tuple(args)))
+    interpreter = Unconstrained(as_choice_map(values), u, u.addresses(), standardise)
+    if tempering is not None:
+        beta = tempering[1]
+        tempering = (frozenset(tempering[0]), beta if isinstance(beta, (int, float)) else jnp.asarray(beta))
+    run = top_level(model, lambda: interpret(model, interpreter, None, tuple(args), tempering=tempering))
     totals = run.totals
     total = totals["score"] + totals["log_det"] if jacobian else totals["score"]
     active = totals["active_score"] + totals["active_log_det"] if jacobian else totals["active_score"]

@@ -191,3 +191,18 @@ def test_map_search_ranks_the_generating_structure_first_in_nine_of_ten_seeds():
                               population=16, score=LAPLACE) for seed in range(10)]
     recovered = [terms(result.describe()[0]) == ["periodic", "trend"] for result in found]
     assert sum(recovered) >= 9, [result.describe()[:2] for result in found]
+
+
+@pytest.mark.slow
+def test_tempered_smc_with_rejuvenation_over_a_population_of_codes():
+    # vmapped over codes in one program; the kernel moves every continuous latent of
+    # space.model (addresses=None), active or not
+    y = simulate(0)
+    codes = jnp.stack([SPACE.encode(e) for e in [("+", "trend", "periodic"), "trend",
+                                                 ("+", "level", ("+", "trend", "periodic")), ("+", "periodic", "level")]])
+    move = lambda target: ppl.infer.mcmc.random_walk(target, scale=0.1)  # noqa: E731
+    run = jax.jit(jax.vmap(lambda c: ppl.infer.smc(jax.random.key(0), SPACE.model, {"obs": y}, c, TIME, n=256,
+                                                   rejuvenate=move, moves=3).log_evidence))
+    log_evidence = np.asarray(run(codes))
+    exact = np.array([exact_log_evidence(code, y) for code in codes])
+    assert np.max(np.abs(log_evidence - exact)) < 1.5, log_evidence - exact

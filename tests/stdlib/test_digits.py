@@ -7,6 +7,7 @@ per-class stroke changes) that the hand-written prototypes do not know, so
 """
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -124,6 +125,38 @@ def _brute_force_log_prob(loc, y, noise, outlier, levels, level_probs, occluder,
             likelihood += occluder / len(blocks) * np.prod(occluded)
         total += level_prob * likelihood
     return np.log(total)
+
+
+def test_the_digit_evidence_is_the_cores_for_every_latent(styled):
+    # the MAP objective, its gradient in every latent and the prior part of the Laplace
+    # precision all come from the core (ppl.infer.unconstrained, standardised coordinates):
+    # check them against the model's own assess and its priors, written out here
+    params = styled.of(3)
+    model = styled.model
+    image = simulate(styled, jax.random.key(7), 1)[0][3]
+    keys = jax.random.split(jax.random.key(8), 4)
+    z = {"pose": jax.random.normal(keys[0], (6,)), "strokes": jax.random.normal(keys[1], params.stroke_mean.shape[1:]),
+         "log_width": jax.random.normal(keys[2], ()), "ink": jax.random.normal(keys[3], ())}
+    scales = {"pose": params.pose_scale, "strokes": params.stroke_scale[0] * jnp.ones(params.stroke_mean.shape[1:]),
+              "log_width": params.width_scale, "ink": params.ink_scale}
+    means = {"pose": params.pose_mean, "strokes": params.stroke_mean[0], "log_width": params.width_mean,
+             "ink": params.ink_mean}
+
+    def by_hand(z):
+        x = {name: means[name] + scales[name] * z[name] for name in z}
+        log_jacobian = sum(jnp.sum(jnp.log(jnp.broadcast_to(scales[name], jnp.shape(z[name])))) for name in z)
+        return model.assess({**x, "component": 0, "image": image}, params).log_density + log_jacobian
+
+    core = lambda z: digit_inference._log_joint(model, z, 0, image, params)  # noqa: E731
+    np.testing.assert_allclose(core(z), by_hand(z), rtol=1e-5)
+    core_gradient, hand_gradient = jax.grad(core)(z), jax.grad(by_hand)(z)
+    for name in z:
+        np.testing.assert_allclose(core_gradient[name], hand_gradient[name], rtol=1e-3, atol=1e-3)
+    # the prior's precision in standardised coordinates, from the core's Hessian: the identity
+    flat, unravel = jax.flatten_util.ravel_pytree(z)
+    prior = lambda f: digit_inference._density(model, unravel(f), 0, image, params,  # noqa: E731
+                                               tempering=(("image",), 0.0)).log_density
+    np.testing.assert_allclose(-jax.hessian(prior)(flat), np.eye(flat.shape[0]), atol=1e-5)
 
 
 def test_robust_pixels_sums_out_noise_level_and_block_exactly():
