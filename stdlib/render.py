@@ -1,6 +1,13 @@
-"""Differentiable soft rasterisation, shared by ``stdlib.shapes`` and ``stdlib.digits``.
+"""Differentiable soft rasterisation: the one place to look for rendering (digits, shapes, scenes).
 
-Two layers:
+Everything that draws lives here or is re-exported from here. The core keeps
+only what ``ppl.scene`` needs to put painters on a canvas: the painter
+protocol, poses, sprites and layer compositing (``ppl.compose.painting``; the
+core never imports the standard library). Those names are re-exported below,
+so ``stdlib.render.render is ppl.render`` and ``stdlib.render.Pose is
+ppl.Pose``.
+
+Three layers:
 
 1. **Primitives** (pure functions of points): *signed distances* (negative
    inside, positive outside, in the units of the points) to a disc, an ellipse,
@@ -23,6 +30,12 @@ Two layers:
    ``ppl.place`` or give them canvas coordinates directly (``x`` right, ``y``
    down, canvas = unit square).
 
+3. **Compositing** (from the core): ``render(painters, size)`` draws painters,
+   groups and ``Layers`` onto a canvas with ``over``/``max``/``sum`` blending;
+   ``Pose``/``Placed`` move a painter, ``Sprite`` draws an image, ``painter``
+   declares a painter class, ``pixel_centres`` the sampling grid. Also
+   :func:`gaussian_pen`, the ink density of a pen along polylines (digits).
+
 Example::
 
     >>> import jax, jax.numpy as jnp, ppl
@@ -39,10 +52,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ppl.compose.painting import painter
+from ppl.compose.painting import Layers, Placed, Pose, Sprite, painter, pixel_centres, render
 from ppl.errors import ShapeError
 
 __all__ = [
+    "render",
+    "painter",
+    "Pose",
+    "Placed",
+    "Sprite",
+    "Layers",
+    "pixel_centres",
     "coverage",
     "disc_distance",
     "ellipse_distance",

@@ -17,7 +17,6 @@ import numpy as np
 from numpyro import distributions as dist
 from numpyro.distributions import Distribution
 
-from ppl.choices import ChoiceMap
 from ppl.compose.painting import Layers
 from ppl.context import Context
 from ppl.errors import CompositionError

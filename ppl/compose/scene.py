@@ -26,16 +26,13 @@ Example::
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from numpyro import distributions as dist
 from numpyro.distributions import Distribution
 
-from ppl.choices import ChoiceMap
 from ppl.compose.painting import (
     Canvas,
     Layers,
@@ -53,7 +50,7 @@ from ppl.compose.painting import (
     render,
     render_parts,
 )
-from ppl.compose.many import Replicate, check_max_parts, count_spec, many, sample_many
+from ppl.compose.many import Replicate, check_max_parts, count_spec, sample_many
 from ppl.compose.placement import above, beside, check_part, inside, place, run_part
 from ppl.errors import CompositionError
 from ppl.interface import GenerativeFunction

@@ -58,12 +58,11 @@ from jax import lax
 from numpyro.distributions import Normal
 
 from ppl.choices import ChoiceMap
-from ppl.context import Context, Interpreter, Site, interpret
+from ppl.context import Interpreter, Site, interpret
 from ppl.errors import InferenceError, MissingChoiceError, UnknownAddressError, did_you_mean
 from ppl.infer.arguments import join_args, split_args
 from ppl.infer.unconstrained import check_selected, describe_sites, latent_continuous, log_density, unconstrain
 from ppl.interface import GenerativeFunction, Trace, top_level
-from ppl.interpreters import Generate
 from ppl.validation import is_concrete
 
 __all__ = ["KernelStep", "Chain", "mh", "random_walk", "mala", "cycle", "chain", "regenerate"]

@@ -48,7 +48,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpyro
 from numpyro.distributions import ImproperUniform, constraints

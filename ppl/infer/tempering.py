@@ -44,7 +44,6 @@ from jax import lax
 
 from ppl.choices import ChoiceMap, join_address
 from ppl.context import Context, interpret
-from ppl.errors import InferenceError
 from ppl.interpreters import Generate
 from ppl.infer.evidence import log_sum_exp, normalized_weights
 from ppl.infer.filtering import (

@@ -15,7 +15,8 @@ import pytest
 import ppl
 import ppl.testing
 from ppl.errors import ConstraintError, NonFiniteError, ShapeError, SupportError
-from stdlib import digit_inference, digits
+from stdlib import digits
+from stdlib.digits import inference as digit_inference
 
 SIZE = (8, 8)
 BUDGET = digit_inference.Budget(steps=20, restarts=1, keep=2)
@@ -61,7 +62,7 @@ def simulate(models, key, per_class):
 def test_render_gradient_matches_finite_differences():
     """Every parameter of the renderer (strokes, pose, pen width, ink), central differences in float64."""
     with jax.enable_x64(True):
-        strokes, mask = (jnp.asarray(a, jnp.float64) for a in digits.digit_prototypes.prototype_strokes(5))
+        strokes, mask = (jnp.asarray(a, jnp.float64) for a in digits.waypoints.prototype_strokes(5))
         weights = jnp.cos(jnp.arange(64.0)).reshape(8, 8)
         params = {
             "strokes": strokes[4],

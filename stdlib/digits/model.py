@@ -18,13 +18,13 @@ address               distribution                     meaning
 The strokes are placed on the canvas by the affine pose and rasterised with
 anti-aliasing (:func:`render_digit`, on a ``supersample``-times finer grid
 box-averaged down); absent strokes (``stroke_mask = 0``) are not drawn. The
-pixel likelihood (:mod:`stdlib.digit_pixels`) sums out the image's noise level
+pixel likelihood (:mod:`stdlib.digits.pixels`) sums out the image's noise level
 and an occluding block, so a noisy scan or a blot does not dominate.
 Every class has arrays of the same shapes, so ``ppl.infer.classify`` runs the
 ten hypotheses under one ``vmap`` with one compilation.
 
 This module holds the model, the renderer, the zero-shot prototypes, input
-checks and the data loaders; inference is in :mod:`stdlib.digit_inference`;
+checks and the data loaders; inference is in :mod:`stdlib.digits.inference`;
 :mod:`stdlib.digits` gathers the public names of all three.
 """
 
@@ -42,8 +42,9 @@ from numpyro import distributions as dist
 from ppl.errors import ConstraintError, NonFiniteError, ShapeError, SupportError
 from ppl.model import model as ppl_model
 from ppl.model import sample
-from stdlib import digit_prototypes, render
-from stdlib.digit_pixels import RobustPixels, default_occluder_sides
+from stdlib import render
+from stdlib.digits import waypoints as stroke_waypoints
+from stdlib.digits.pixels import RobustPixels, default_occluder_sides
 
 __all__ = [
     "POSE_NAMES",
@@ -80,7 +81,7 @@ class DigitParams(NamedTuple):
       noise_levels, noise_probs: ``(K,)`` the grid of extra per-image noise sd and its prior.
       occluder: ``()`` probability that the image holds an occluding block.
 
-    The pixel likelihood is :class:`stdlib.digit_pixels.RobustPixels`.
+    The pixel likelihood is :class:`stdlib.digits.pixels.RobustPixels`.
     """
 
     component_probs: Any
@@ -214,7 +215,7 @@ def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, 
                stroke_scale: float = 0.12, noise: float = 0.2, outlier: float | None = None,
                noise_levels=NOISE_LEVELS, noise_probs=None, occluder: float = 0.5, occluder_sides=None,
                waypoints=None) -> DigitModels:
-    """Hand-written default models of 0-9 (see :mod:`stdlib.digit_prototypes`), usable wherever ``fit``'s are.
+    """Hand-written default models of 0-9 (see :mod:`stdlib.digits.waypoints`), usable wherever ``fit``'s are.
 
     Args:
       size: ``(H, W)`` of the images.
@@ -227,14 +228,14 @@ def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, 
       noise_levels, noise_probs: the grid of extra per-image noise sd the likelihood sums over, and its
         prior (default: half on the first level, the rest spread evenly).
       occluder, occluder_sides: probability of an occluding block and its side lengths in pixels
-        (default :func:`~stdlib.digit_pixels.default_occluder_sides`; ``()`` for no block).
+        (default :func:`~stdlib.digits.pixels.default_occluder_sides`; ``()`` for no block).
       waypoints: your own ``{digit: [stroke waypoints]}`` (default ``WAYPOINTS``).
     """
     size = _check_size(size)
     supersample = (2 if size[0] <= 16 else 1) if supersample is None else int(supersample)
     extent = _default_extent(size) if extent is None else float(extent)
     outlier = (0.02 if size[0] <= 16 else 0.05) if outlier is None else float(outlier)
-    strokes, mask = digit_prototypes.prototype_strokes(points, waypoints)
+    strokes, mask = stroke_waypoints.prototype_strokes(points, waypoints)
     pen = 0.22 if size[0] <= 16 else 0.12  # diameter in canvas heights
     ten = lambda value: jnp.full((10,), value, jnp.float32)
     levels = np.asarray(noise_levels, np.float32).reshape(-1)

@@ -7,6 +7,9 @@ import time
 import jax
 import numpy as np
 
+from stdlib.digits.inference import classify, fit
+from stdlib.digits.model import load_sklearn
+
 __all__ = ["digits_demo"]
 
 
@@ -17,20 +20,18 @@ def digits_demo(seed: int = 0, shots: int = 5, test_images: int = 200) -> dict[s
     not in the test set. Needs scikit-learn (``pip install 'ppl[examples]'``).
     About a minute on a 2-core CPU (most of it compilation).
     """
-    from stdlib import digits
-
     start = time.perf_counter()
-    images, labels = digits.load_sklearn()
+    images, labels = load_sklearn()
     order = np.random.default_rng(seed).permutation(len(images))
     test, pool = order[:test_images], order[800:]
     rng = np.random.default_rng(seed + 1)
     train = np.concatenate([rng.choice(pool[labels[pool] == c], shots, replace=False) for c in range(10)])
     print("ppl demo: handwritten digit recognition by analysis by synthesis (scikit-learn load_digits, 8x8)")
     print(f"  each class 0-9 is a generative model of pen strokes; fitting them to {shots} examples per class ...")
-    models = digits.fit(jax.random.key(seed), images[train], labels[train])
+    models = fit(jax.random.key(seed), images[train], labels[train])
     fitted = time.perf_counter()
     print(f"  ... done in {fitted - start:.1f} s. Classifying {len(test)} held-out images (each explained by all ten models) ...")
-    result = digits.classify(jax.random.key(seed + 1), models, images[test])
+    result = classify(jax.random.key(seed + 1), models, images[test])
     predicted = np.asarray(result.best)
     seconds = time.perf_counter() - fitted
     accuracy = float(np.mean(predicted == labels[test]))

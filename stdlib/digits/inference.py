@@ -18,10 +18,10 @@ with the image's term tempered away: ``I`` for the Normal priors),
 per-pixel curvature ``-d^2 log p(y | mean) / d mean^2`` of the pixel
 likelihood, weighted by the posterior of the noise level and of the pixel
 lying outside the blot, clipped at 0
-(:meth:`stdlib.digit_pixels.RobustPixels.curvature`: a generalised
+(:meth:`stdlib.digits.pixels.RobustPixels.curvature`: a generalised
 Gauss-Newton Hessian of the likelihood, always positive definite; blotted
 pixels carry no curvature). Nothing here restates the priors: change them in
-:func:`~stdlib.digit_model.digit_model` and the evidence follows. Absent
+:func:`~stdlib.digits.model.digit_model` and the evidence follows. Absent
 strokes cancel exactly (their prior term is ``log N(0) + 1/2 log 2 pi = 0`` per
 coordinate), so classes with 1, 2 or 3 strokes compare fairly. The class's
 evidence is ``logsumexp_m``. It is a deterministic approximation: no Monte
@@ -48,7 +48,7 @@ import optax
 from ppl.choices import as_choice_map
 from ppl.errors import ShapeError
 from ppl.infer.unconstrained import log_density
-from stdlib.digit_model import (
+from stdlib.digits.model import (
     DigitModels,
     DigitParams,
     check_images,

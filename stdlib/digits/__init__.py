@@ -1,7 +1,7 @@
 """Handwritten digits by analysis by synthesis: stroke models of 0-9, fitted from a few examples.
 
 Each class ``c`` is one generative model of a pen drawing 1-3 strokes
-(:func:`~stdlib.digit_model.digit_model`, written with ``ppl.sample``):
+(:func:`~stdlib.digits.model.digit_model`, written with ``ppl.sample``):
 
 ====================  ================================  =====================================================
 address               distribution                      meaning
@@ -41,14 +41,14 @@ Example (scikit-learn's 8x8 digits need the ``examples`` extra)::
 =========================  ==========================================================
 """
 
-from stdlib import digit_demo as _demo
-from stdlib import digit_inference as _inference
-from stdlib import digit_model as _model
-from stdlib import digit_pixels as _pixels
-from stdlib import digit_prototypes  # noqa: F401
-from stdlib.digit_demo import *  # noqa: F401,F403
-from stdlib.digit_inference import *  # noqa: F401,F403
-from stdlib.digit_model import *  # noqa: F401,F403
-from stdlib.digit_pixels import *  # noqa: F401,F403
+from stdlib.digits import demo as _demo
+from stdlib.digits import inference as _inference
+from stdlib.digits import model as _model
+from stdlib.digits import pixels as _pixels
+from stdlib.digits import waypoints  # noqa: F401
+from stdlib.digits.demo import *  # noqa: F401,F403
+from stdlib.digits.inference import *  # noqa: F401,F403
+from stdlib.digits.model import *  # noqa: F401,F403
+from stdlib.digits.pixels import *  # noqa: F401,F403
 
 __all__ = _model.__all__ + _pixels.__all__ + _inference.__all__ + _demo.__all__
