@@ -27,20 +27,11 @@ evaluation in unconstrained space (MAP, Laplace, MALA, NUTS) and site
 description, and inference sees every choice of every composition however
 nested. The interpreters live in :mod:`ppl.interpreters`.
 
-**Inactive structure** (one convention, for ``ppl.either``, ``ppl.Space`` and
-``ppl.many``). Structure that the current values do not use (the alternatives
-a switch did not choose, the copies of ``many`` beyond its count) is still run,
-so every trace has one fixed shape under ``jit``. Its choices are *auxiliary
-variables*: they are drawn from their prior and scored under it, exactly as
-when they are active. The density of a trace is therefore normalised and the
-marginal of the active choices and observations is unchanged (the inactive
-ones integrate to one). Changing only an index or a count is then a valid
-Metropolis-Hastings move: the newly active choices already hold draws from
-their prior, and their density is in both scores. Every site tells its
-interpreter whether it is active (``Site.active``), so that, e.g., a Laplace
-approximation integrates the inactive choices exactly instead of
-approximating them. ``assess`` with a concrete index does not need the
-choices of a branch that is not chosen: their density integrates to one.
+**Inactive structure.** ``Site.active`` tells an interpreter whether a choice is
+used by the current structure; :meth:`Context.switch` and the ``active=``
+argument of :meth:`Context.vmap` set it. The convention itself (inactive
+choices are auxiliary variables under their prior) is stated in
+:mod:`ppl.interface`.
 
 **Address checks** are made once, here: a name is visited once per scope,
 holds no ``/``, and the inputs of an interpreter hold a value where a
@@ -65,12 +56,12 @@ from ppl.errors import (
     DuplicateAddressError,
     MissingChoiceError,
     ModelDefinitionError,
-    NonFiniteError,
     PPLError,
     ShapeError,
 )
 
-__all__ = ["Site", "Interpreter", "Context", "Run", "interpret", "all_true"]
+__all__ = ["Site", "Interpreter", "Context", "Run", "interpret", "all_true", "select", "check_same_structure",
+           "concrete_int", "check_finite_rows"]
 
 
 class Site(NamedTuple):
@@ -507,4 +498,3 @@ def check_finite_rows(values: np.ndarray) -> int | None:
     return None if finite.all() else int(np.argmin(finite))
 
 
-__all__ += ["select", "check_same_structure", "concrete_int", "NonFiniteError"]

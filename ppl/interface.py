@@ -26,10 +26,20 @@ where ``q`` is the prior the unconstrained (``x_u``) or newly visited
 constrained (they enter every weight). One convention everywhere:
 ``score = log p`` (not its negative).
 
-**Inactive structure.** Choices of structure the current values do not use
-(alternatives not chosen by ``ppl.either`` or a ``ppl.Space`` code, copies of
-``ppl.many`` beyond its count) are auxiliary variables drawn from, and scored
-under, their prior; ``p`` above includes them. See :mod:`ppl.context`.
+**Inactive structure** (one convention, for ``ppl.either``, ``ppl.Space`` and
+``ppl.many``; ``p`` in the table above includes it). Structure that the current values do not use (the alternatives
+a switch did not choose, the copies of ``many`` beyond its count) is still run,
+so every trace has one fixed shape under ``jit``. Its choices are *auxiliary
+variables*: they are drawn from their prior and scored under it, exactly as
+when they are active. The density of a trace is therefore normalised and the
+marginal of the active choices and observations is unchanged (the inactive
+ones integrate to one). Changing only an index or a count is then a valid
+Metropolis-Hastings move: the newly active choices already hold draws from
+their prior, and their density is in both scores. Every site tells its
+interpreter whether it is active (``Site.active``), so that, e.g., a Laplace
+approximation integrates the inactive choices exactly instead of
+approximating them. ``assess`` with a concrete index does not need the
+choices of a branch that is not chosen: their density integrates to one.
 
 Example::
 

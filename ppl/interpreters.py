@@ -1,7 +1,7 @@
 """The interpreters: what happens at a choice, for each way of running a generative function.
 
 Each is an :class:`~ppl.context.Interpreter`; :func:`ppl.context.interpret`
-runs any generative function under any of them (see :mod:`ppl.context`).
+runs any generative function under any of them (see :mod:`ppl.interface`).
 
 =======================  ===============================================  =========================
 interpreter              at a choice ``x ~ p`` (value given: ``c``)        totals
@@ -12,6 +12,9 @@ interpreter              at a choice ``x ~ p`` (value given: ``c``)        total
                          (``T = biject_to(support)``)                      ``log_det = sum log|dT/du|``
 :class:`Unconstrain`     ``c``; records ``u = T^{-1}(c)`` when selected    (none)
 :class:`Describe`        as ``Generate``; records what the site is         as ``Generate``
+:class:`Regenerate`      a draw from ``p`` if selected, else ``c``         ``score``, ``selected``
+:class:`SelectedDensity` ``c``                                             ``selected = sum over the
+                                                                           selection of log p(c)``
 =======================  ===============================================  =========================
 
 ``simulate``, ``assess``, ``generate`` and ``update`` are all :class:`Generate`
@@ -36,8 +39,8 @@ from ppl.choices import ChoiceMap
 from ppl.context import Interpreter, Site
 from ppl.errors import InferenceError, MissingChoiceError
 
-__all__ = ["Generate", "Unconstrained", "Unconstrain", "Describe", "SiteInfo", "site_transform", "standardising_transform",
-           "unconstraining_transform"]
+__all__ = ["Generate", "Unconstrained", "Unconstrain", "Describe", "Regenerate", "SelectedDensity", "SiteInfo",
+           "site_transform", "standardising_transform", "unconstraining_transform"]
 
 
 def _missing(address: str) -> MissingChoiceError:
@@ -203,6 +206,52 @@ class Unconstrain(Interpreter):
         if site.address in self.selected:
             return value, {}, unconstraining_transform(site.address, site.distribution, self.standardise).inv(value)
         return value, {}, None
+
+    def factor(self, log_weight, scope):
+        return {}
+
+
+class Regenerate(Interpreter):
+    """The selected choices redrawn from their (current) prior; the others read from the trace.
+
+    ``score`` sums ``log p`` over every choice; ``selected`` over the selected
+    ones (the proposal's ``log q``).
+    """
+
+    accumulators = ("score", "selected")
+
+    def __init__(self, previous: ChoiceMap, selection: frozenset):
+        super().__init__((previous,))
+        self.selection = selection
+
+    def choose(self, site: Site, given: tuple, draw_key):
+        distribution = site.distribution
+        if site.address in self.selection:
+            value = distribution.sample(draw_key())
+            log_density = jnp.sum(distribution.log_prob(value))
+            return value, {"score": log_density, "selected": log_density}, None
+        if given[0] is None:
+            raise MissingChoiceError("the trace has no value for this choice.")
+        log_density = jnp.sum(distribution.log_prob(given[0]))
+        return given[0], {"score": log_density}, None
+
+
+class SelectedDensity(Interpreter):
+    """Reads every choice; sums ``log p`` over the selected ones (the reverse move's ``log q``)."""
+
+    accumulators = ("selected",)
+    complete = True
+
+    def __init__(self, previous: ChoiceMap, selection: frozenset):
+        super().__init__((previous,))
+        self.selection = selection
+
+    def choose(self, site: Site, given: tuple, draw_key):
+        if given[0] is None:
+            raise MissingChoiceError("the trace has no value for this choice.")
+        if site.address in self.selection:
+            return given[0], {"selected": jnp.sum(site.distribution.log_prob(given[0]))}, None
+        return given[0], {}, None
 
     def factor(self, log_weight, scope):
         return {}

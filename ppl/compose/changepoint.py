@@ -2,7 +2,7 @@
 
 Weights: :mod:`ppl.interface`. Every segment's choices exist for all time
 steps (the ones a segment does not show follow their prior: see the inactive
-structure convention in :mod:`ppl.context`).
+structure convention in :mod:`ppl.interface`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ traced value, so the choice map cannot depend on it. Every alternative keeps
 its choices in the trace, under ``"0/..."``, ``"1/..."`` (or the keyword names
 given). The alternatives not chosen are *inactive*: their choices are
 auxiliary variables, drawn from and scored under their prior (the convention
-of :mod:`ppl.context`, shared with ``ppl.Space`` and ``ppl.many``)::
+of :mod:`ppl.interface`, shared with ``ppl.Space`` and ``ppl.many``)::
 
     score      = log probs[k] + sum_j score_j
     log_weight = [log probs[k] if "index" is constrained] + sum_j log_weight_j

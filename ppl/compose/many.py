@@ -4,7 +4,7 @@ All ``K`` copies always run (``context.vmap``: fixed shapes, one compilation
 whatever the count); their choices are stacked ``(K, ...)`` under
 ``"parts/..."``. Copy ``k`` is *active* when ``k < count``; the others are
 auxiliary variables drawn from and scored under their prior (the convention
-of :mod:`ppl.context`, shared with ``ppl.either`` and ``ppl.Space``). Weights:
+of :mod:`ppl.interface`, shared with ``ppl.either`` and ``ppl.Space``). Weights:
 :mod:`ppl.interface`.
 """
 
@@ -101,7 +101,7 @@ def many(part: GenerativeFunction, max_parts: int, *, count: Any = None, name: s
     with a leading axis ``max_parts``; copy ``k`` is drawn only when
     ``k < count``.
 
-    Scoring (the inactive-structure convention of :mod:`ppl.context`): every
+    Scoring (the inactive-structure convention of :mod:`ppl.interface`): every
     copy is scored under its prior, drawn or not:
     ``score = log p(count) + sum_{k < max_parts} score_k`` (+ the scores of the
     images the scene observes). The copies that are not drawn are auxiliary

@@ -16,7 +16,7 @@ Node ``i`` is a switch over its kinds with ``code[i] - 1`` as the index
 right value, *args)``), zeros when empty; values combine bottom-up and the
 root's is the return value. The kinds a code does not use, at every node, are
 inactive: auxiliary variables drawn from and scored under their prior (the
-convention of :mod:`ppl.context`)::
+convention of :mod:`ppl.interface`)::
 
     score = sum over nodes i and kinds j of score(node i, kind j) + log p(obs | root value)
           = log p(active latents, obs | code) + log p(inactive latents)

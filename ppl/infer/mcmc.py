@@ -58,11 +58,12 @@ from jax import lax
 from numpyro.distributions import Normal
 
 from ppl.choices import ChoiceMap
-from ppl.context import Interpreter, Site, interpret
+from ppl.context import interpret
 from ppl.errors import InferenceError, MissingChoiceError, UnknownAddressError, did_you_mean
 from ppl.infer.arguments import join_args, split_args
 from ppl.infer.unconstrained import check_selected, describe_sites, latent_continuous, log_density, unconstrain
-from ppl.interface import GenerativeFunction, Trace, top_level
+from ppl.interface import Assessment, GenerativeFunction, Trace, top_level
+from ppl.interpreters import Regenerate, SelectedDensity
 from ppl.validation import is_concrete
 
 __all__ = ["KernelStep", "Chain", "mh", "random_walk", "mala", "cycle", "chain", "regenerate"]
@@ -173,52 +174,6 @@ def mh(model: GenerativeFunction, proposal: GenerativeFunction | Sequence[str] |
     return kernel
 
 
-class _Regenerate(Interpreter):
-    """The selected choices redrawn from their (current) prior; the others read from the trace.
-
-    ``score`` sums ``log p`` over every choice; ``selected`` over the selected
-    ones (the proposal's ``log q``).
-    """
-
-    accumulators = ("score", "selected")
-
-    def __init__(self, previous: ChoiceMap, selection: frozenset):
-        super().__init__((previous,))
-        self.selection = selection
-
-    def choose(self, site: Site, given: tuple, draw_key):
-        distribution = site.distribution
-        if site.address in self.selection:
-            value = distribution.sample(draw_key())
-            log_density = jnp.sum(distribution.log_prob(value))
-            return value, {"score": log_density, "selected": log_density}, None
-        if given[0] is None:
-            raise MissingChoiceError("the trace has no value for this choice.")
-        log_density = jnp.sum(distribution.log_prob(given[0]))
-        return given[0], {"score": log_density}, None
-
-
-class _Selected(Interpreter):
-    """Reads every choice; sums ``log p`` over the selected ones (the reverse move's ``log q``)."""
-
-    accumulators = ("selected",)
-    complete = True
-
-    def __init__(self, previous: ChoiceMap, selection: frozenset):
-        super().__init__((previous,))
-        self.selection = selection
-
-    def choose(self, site: Site, given: tuple, draw_key):
-        if given[0] is None:
-            raise MissingChoiceError("the trace has no value for this choice.")
-        if site.address in self.selection:
-            return given[0], {"selected": jnp.sum(site.distribution.log_prob(given[0]))}, None
-        return given[0], {}, None
-
-    def factor(self, log_weight, scope):
-        return {}
-
-
 def regenerate(key: jax.Array, model: GenerativeFunction, trace: Trace, selection: Sequence[str]):
     """Redraw the ``selection`` of ``trace`` from its prior given the rest: ``(new trace, log_weight)``.
 
@@ -229,8 +184,8 @@ def regenerate(key: jax.Array, model: GenerativeFunction, trace: Trace, selectio
     under it.
     """
     selection = _expand_selection(selection, trace, model)
-    run = top_level(model, lambda: interpret(model, _Regenerate(trace.choices, selection), key, tuple(trace.args)))
-    old = top_level(model, lambda: interpret(model, _Selected(trace.choices, selection), None, tuple(trace.args)))
+    run = top_level(model, lambda: interpret(model, Regenerate(trace.choices, selection), key, tuple(trace.args)))
+    old = top_level(model, lambda: interpret(model, SelectedDensity(trace.choices, selection), None, tuple(trace.args)))
     new_trace = Trace(run.choices, run.totals["score"], run.retval, trace.args)
     log_weight = (run.totals["score"] - run.totals["selected"]) - (trace.score - old.totals["selected"])
     return new_trace, log_weight
@@ -325,8 +280,6 @@ class _Proposal(GenerativeFunction):
         return Trace(ChoiceMap(values), sum(log_q.values(), jnp.zeros(())), None, (trace, *args))
 
     def assess(self, choices, trace, *args):
-        from ppl.interface import Assessment
-
         choices = ChoiceMap(choices) if not isinstance(choices, ChoiceMap) else choices
         addresses = self._addresses_for(trace)
         given = {a: choices[a] for a in addresses if choices.has_value(a)}

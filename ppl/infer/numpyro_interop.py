@@ -25,7 +25,7 @@ ppl's ``assess`` (a test checks it). Samples come back keyed by address, so
 Limitations: NUTS needs every discrete latent observed (in ``obs``), as for any
 NumPyro model; the choices of alternatives not chosen by ``ppl.either`` or a
 ``ppl.Space`` code are sampled too (they are auxiliary variables under their
-prior: see :mod:`ppl.context`).
+prior: see :mod:`ppl.interface`).
 
 Example::
 

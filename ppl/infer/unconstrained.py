@@ -154,11 +154,11 @@ class Density(NamedTuple):
         asked (``jacobian=True``): then it is the density of ``u``.
       log_det: ``log |det dT/du|`` alone.
       active_log_density: as ``log_density``, over the active choices only (the
-        inactive ones integrate to one; see :mod:`ppl.context`).
+        inactive ones integrate to one; see :mod:`ppl.interface`).
       choices: the choices, with ``x = T(u)`` at the selected addresses.
       retval: the model's return value.
       active: per selected address, whether the choice is active (boolean, the
-        shape of its leading stacking axes; see :mod:`ppl.context`).
+        shape of its leading stacking axes; see :mod:`ppl.interface`).
     """
 
     log_density: jax.Array
