@@ -7,17 +7,19 @@ function with the interface of :mod:`ppl.interface` (``simulate``,
 hands each choice to the context of the current call (:mod:`ppl.context`),
 so the same function serves every interpreter.
 
-Example::
+Example (a model that samples another at an address)::
 
     >>> import jax, jax.numpy as jnp, ppl
     >>> from ppl import dist
     >>> @ppl.model
-    ... def stroke(start):
-    ...     d = ppl.sample("delta", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
-    ...     return start + d
-    >>> trace = stroke.simulate(jax.random.key(0), jnp.zeros(2))
-    >>> trace.choices["delta"].shape
-    (2,)
+    ... def offset(centre):
+    ...     return ppl.sample("x", dist.Normal(centre, 1.0))
+    >>> @ppl.model
+    ... def pair():
+    ...     first = ppl.sample("first", offset, 0.0)
+    ...     return ppl.sample("second", offset, first)
+    >>> pair.simulate(jax.random.key(0)).choices.addresses()
+    ('first/x', 'second/x')
 """
 
 from __future__ import annotations

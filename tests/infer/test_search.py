@@ -186,6 +186,7 @@ def test_structures_that_denote_the_same_function_score_alike(laplace_scores):
         assert abs(log_evidence[a] - log_evidence[b]) < 0.5, (first, second, log_evidence[a], log_evidence[b])
 
 
+@pytest.mark.slow
 def test_map_search_ranks_the_generating_structure_first_in_nine_of_ten_seeds():
     found = [ppl.infer.search(jax.random.key(seed), SPACE, {"obs": simulate(seed, LONG)}, LONG, budget=15,
                               population=16, score=LAPLACE) for seed in range(10)]
