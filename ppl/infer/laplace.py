@@ -39,7 +39,8 @@ Example::
     ...     ppl.sample("y", dist.Normal(mu, 0.5).expand([3]).to_event(1))
     >>> y = jnp.array([0.9, 1.1, 1.3])
     >>> result = ppl.infer.laplace(jax.random.key(0), location, {"y": y})
-    >>> exact = ppl.testing.normal_normal_log_evidence(y, 0.0, 1.0, 0.5)
+    >>> from ppl.testing import normal_normal_log_evidence
+    >>> exact = normal_normal_log_evidence(y, 0.0, 1.0, 0.5)
     >>> bool(jnp.abs(result.log_evidence - exact) < 1e-3)
     True
 """

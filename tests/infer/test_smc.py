@@ -198,6 +198,20 @@ def test_rejuvenation_keeps_the_evidence_and_moves_the_particles():
     assert np.all(np.isnan(rates[~resampled])) and np.all((rates[resampled] > 0.2) & (rates[resampled] < 1.0))
 
 
+def test_rejuvenation_at_every_step_keeps_the_evidence():
+    # resample when the ESS is low, move every step: weighted particles move too
+    runs = jax.jit(jax.vmap(lambda k: smc(k, STATE_SPACE, {"y": YS}, 0.0, n=500, rejuvenate=move_x,
+                                          rejuvenate_when="always").log_evidence))(jax.random.split(KEY, 8))
+    estimate = ppl.infer.combine_log_evidence(runs)
+    assert abs(float(estimate.log_evidence - kalman(YS).log_evidence)) < 4 * float(estimate.standard_error) + 0.05
+    result = smc(KEY, STATE_SPACE, {"y": YS}, 0.0, n=500, rejuvenate=move_x, rejuvenate_when="always")
+    rates = np.asarray(result.acceptance_rates)
+    assert np.all((rates > 0.2) & (rates < 1.0))  # a move at every step, resampled or not
+    assert not np.all(np.asarray(result.resampled))
+    with pytest.raises(ppl.errors.InferenceError, match="rejuvenate_when"):
+        smc(KEY, STATE_SPACE, {"y": YS}, 0.0, n=8, rejuvenate=move_x, rejuvenate_when="sometimes")
+
+
 def test_seq_is_filtered_part_by_part():
     @ppl.model
     def static_level(x0):
