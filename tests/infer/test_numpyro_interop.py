@@ -164,3 +164,14 @@ def test_nuts_on_a_composition_agrees_with_mala_on_it():
     ppl_mean, ppl_se, _ = mean_and_standard_error(chains)
     nuts_mean, nuts_se, _ = mean_and_standard_error(nuts_noise[None])
     assert abs(ppl_mean - nuts_mean) < 4 * np.hypot(ppl_se, nuts_se)
+
+
+def test_numpyro_svi_finds_the_map_of_a_composition():
+    # AutoDelta SVI is MAP: on the composition it reaches ppl.infer.map's log joint
+    numpyro_model = as_numpyro(noisy_walk, WALK_OBS)
+    guide = AutoDelta(numpyro_model, init_loc_fn=init_to_uniform)
+    svi = SVI(numpyro_model, guide, optax.adam(0.02), Trace_ELBO())
+    mode = guide.median(svi.run(jax.random.key(6), 3000, progress_bar=False).params)
+    svi_log_joint = noisy_walk.assess({**WALK_OBS, **{a: mode[a] for a in ("noise", "start", "walk/x")}}).log_density
+    fit = ppl.infer.map(jax.random.key(7), noisy_walk, WALK_OBS, restarts=8, steps=1000)
+    assert abs(float(svi_log_joint) - float(fit.log_joint)) < 0.05, (svi_log_joint, fit.log_joint)
