@@ -128,6 +128,7 @@ def _brute_force_log_prob(loc, y, noise, outlier, levels, level_probs, occluder,
     return np.log(total)
 
 
+@pytest.mark.slow
 def test_the_digit_evidence_is_the_cores_for_every_latent(styled):
     # the MAP objective, its gradient in every latent and the prior part of the Laplace
     # precision all come from the core (ppl.infer.unconstrained, standardised coordinates):
