@@ -1,4 +1,8 @@
-"""Run every ```python block in docs/ and README.md, in order, one namespace per file."""
+"""Run every ```python block in docs/ and README.md, in order, one namespace per file.
+
+The inference guide, the longest, runs from ``test_docs_inference.py`` so that
+pytest-xdist (``--dist loadfile``) can give it a worker of its own.
+"""
 
 import pathlib
 import re
@@ -8,15 +12,20 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+SEPARATE = {"inference.md"}  # run by test_docs_inference.py
 
 
-def _blocks(page):
+def blocks(page):
     return BLOCK.findall(page.read_text())
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if _blocks(p)], ids=lambda p: p.name)
-def test_every_snippet_runs(page, capsys):
+def run_page(page):
     namespace = {"__name__": f"docs_{page.stem}"}
-    for index, source in enumerate(_blocks(page)):
+    for index, source in enumerate(blocks(page)):
         code = compile(source, f"{page.name}[block {index}]", "exec")
         exec(code, namespace)  # noqa: S102 - running our own documentation
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p) and p.name not in SEPARATE], ids=lambda p: p.name)
+def test_every_snippet_runs(page, capsys):
+    run_page(page)
