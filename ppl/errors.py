@@ -26,21 +26,22 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
-    "PPLError",
     "AddressError",
-    "DuplicateAddressError",
-    "UnknownAddressError",
-    "MissingChoiceError",
-    "ConstraintError",
-    "ShapeError",
-    "DtypeError",
-    "SupportError",
-    "NonFiniteError",
-    "ParameterError",
-    "ModelDefinitionError",
-    "InvalidSampleTargetError",
     "CompositionError",
+    "ConstraintError",
+    "DataError",
+    "DtypeError",
+    "DuplicateAddressError",
     "InferenceError",
+    "InvalidSampleTargetError",
+    "MissingChoiceError",
+    "ModelDefinitionError",
+    "NonFiniteError",
+    "PPLError",
+    "ParameterError",
+    "ShapeError",
+    "SupportError",
+    "UnknownAddressError",
     "did_you_mean",
 ]
 
@@ -68,7 +69,7 @@ class PPLError(Exception):
         self.model = model
         self.address = address
 
-    def within(self, prefix: str, model: str) -> "PPLError":
+    def within(self, prefix: str, model: str) -> PPLError:
         """Re-home this error under a parent model: ``address`` gains ``prefix/``.
 
         Used when an error raised inside a sub-model travels up to its caller, so
@@ -156,4 +157,13 @@ class InferenceError(PPLError, RuntimeError):
 
     Examples: every particle has zero weight (all log weights ``-inf``), NaN
     log weights or gradients, an observation set that is empty.
+    """
+
+
+class DataError(PPLError, ValueError):
+    """Data handed to a standard-library routine cannot be used as it is.
+
+    Examples: a series too short for the smallest model, non-numeric values,
+    a non-increasing time axis, an all-missing series, a column that does not
+    exist; the message says what was expected and how to fix the data.
     """

@@ -1,0 +1,287 @@
+"""The time-series grammar: sums of components, at most one changepoint, scored exactly where it can be.
+
+A structure is a tree of depth at most ``depth`` over the components
+(terminals) and two operators, ``+`` (the contributions add) and
+``changepoint`` (the left subtree explains the series up to a latent time,
+the right one after it), e.g. ``linear_trend + periodic(12) + ar(1)`` or
+``changepoint(level, level)``. It is a :class:`ppl.Space`
+(``grammar.space``), so structures are fixed-shape ``int32`` codes that
+``ppl.infer.search`` scores a population at a time in one compiled call;
+``grammar.space.model`` is the explicit generative model (every component's
+states sampled) used to simulate series.
+
+**Scoring** (``grammar.score``, search's ``score=``): every structure is a
+linear-Gaussian state-space model given its few hyperparameters ``theta``
+(noise scales, AR coefficients, a latent period), with independent Normal
+observation noise ``noise ~ HalfNormal(0.5)``. The states are integrated out
+*exactly* by the Kalman filter (:mod:`stdlib.sequences.statespace`), and a
+changepoint's time by exact enumeration over ``candidates`` points (uniform
+prior), so the model that remains, :attr:`Grammar.collapsed`, has only
+``theta`` as latents; its evidence is the core's Laplace approximation
+(``ppl.infer.laplace``). A structure with no hyperparameters but the noise
+is one-dimensional there; with a fixed noise it would be exact.
+
+Structures with more than one changepoint are outside the grammar (score
+``-inf``): a changepoint is one enumerated time, so two would cost the square.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import ppl
+from ppl import dist
+from ppl.errors import CompositionError
+from stdlib.sequences import statespace
+from stdlib.sequences.components import HYPER_SIZE, Component, TimeScale
+
+__all__ = ["NOISE_SCALE", "Grammar", "changepoint_candidates"]
+
+NOISE_SCALE = 0.5
+BOTH, BEFORE, AFTER = 0, 1, 2
+
+
+def changepoint_candidates(length: int, limit: int = 128) -> np.ndarray:
+    """The indices ``k`` a changepoint may follow (``k`` is the last point before it): at least two points
+    on either side, at most ``limit`` of them spread evenly."""
+    interior = np.arange(1, length - 2)
+    if interior.size <= limit:
+        return interior
+    return np.unique(np.round(np.linspace(interior[0], interior[-1], limit)).astype(int))
+
+
+class _Changepoint(ppl.GenerativeFunction):
+    """The explicit changepoint operator: a latent candidate index; ``left`` up to it, ``right`` after."""
+
+    name = "changepoint"
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def body(self, context, left, right, u, span, step, observed):
+        candidates = jnp.asarray(changepoint_candidates(u.shape[0], self.limit))
+        position = context.sample("position", dist.Categorical(logits=jnp.zeros(candidates.shape[0])))
+        after = jnp.arange(u.shape[0]) > candidates[position]
+        return jnp.where(after, right, left)
+
+
+class _Noise(ppl.GenerativeFunction):
+    """The observation of the explicit model: ``noise ~ HalfNormal``, ``value ~ Normal(f, noise)``."""
+
+    name = "observation"
+
+    def body(self, context, f, u, span, step, observed):
+        noise = context.sample("noise", dist.HalfNormal(NOISE_SCALE))
+        return context.sample("value", dist.Normal(f, noise).mask(observed).to_event(1))
+
+
+class _Collapsed(ppl.GenerativeFunction):
+    """The structure's model with every state and the changepoint time integrated out (see module docstring).
+
+    Arguments ``(code, u, span, step, observed)``. Choices: ``"settings"`` ``(slots, R)`` standard
+    Normal draws, from which each slot's component reads its hyperparameters
+    (:meth:`Component.settings`: ``theta = F^{-1}(Phi(z))``, exactly its prior; draws a component
+    does not read are auxiliary, Normal and integrated exactly), ``"noise"`` and the observation
+    ``"value"``.
+    """
+
+    def __init__(self, grammar: Grammar):
+        self.grammar = grammar
+        self.name = "sequences.collapsed"
+
+    def body(self, context, code, u, span, step, observed):
+        grammar = self.grammar
+        kinds, sides, valid = grammar.slots_of(code)
+        standard = context.sample("settings", dist.Normal(0.0, 1.0).expand([grammar.slots, grammar.settings_size])
+                                  .to_event(2))
+        thetas = jax.vmap(grammar.settings)(kinds, standard)
+        noise = context.sample("noise", dist.HalfNormal(NOISE_SCALE))
+        log_likelihood = _Likelihood(grammar, kinds, sides, thetas, noise, u, TimeScale(span, step), observed)
+        context.factor(jnp.where(valid, 0.0, -jnp.inf))
+        return context.sample("value", log_likelihood)
+
+
+class _Likelihood(dist.Distribution):
+    """``p(y | structure, theta, noise)`` with states and the changepoint time integrated out."""
+
+    support = dist.constraints.real_vector
+
+    def __init__(self, grammar, kinds, sides, thetas, noise, u, scale, observed):
+        self.grammar, self.kinds, self.sides, self.thetas, self.noise = grammar, kinds, sides, thetas, noise
+        self.u, self.scale, self.observed = u, scale, observed
+        super().__init__(batch_shape=(), event_shape=(u.shape[0],))
+
+    def per_candidate(self, y):
+        """``(G,)``: ``log p(y | changepoint after candidate g)`` (all equal without a changepoint)."""
+        model = self.grammar.state_space(self.kinds, self.thetas, self.noise, self.u, self.scale)
+        gates = self.grammar.gates(self.sides, self.u.shape[0])  # (G, T, slots)
+        rows = jnp.repeat(gates, self.grammar.dim, axis=-1) * model.observations[None]
+
+        def one(observations):
+            return statespace.kalman_filter(model._replace(observations=observations), y, self.observed).log_likelihood
+
+        return jax.vmap(one)(rows)
+
+    def log_prob(self, y):
+        values = self.per_candidate(y)
+        return jax.nn.logsumexp(values) - jnp.log(values.shape[0])
+
+    def sample(self, key, sample_shape=()):
+        raise CompositionError("the collapsed series model scores series; simulate with grammar.space.model instead.")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Grammar:
+    """Sums of components with at most one changepoint, depth ``depth`` (see the module docstring).
+
+    Args:
+      components: the terminals (distinct names).
+      depth: the trees' maximum depth (3: up to four components).
+      changepoint: whether the ``changepoint`` operator is in the grammar.
+      p_operator: a non-bottom node's probability of being an operator (``ppl.Space``'s prior).
+      candidates: at most this many changepoint times are enumerated.
+      laplace: the evidence estimator for the collapsed model.
+
+    Example::
+
+        >>> from stdlib import sequences as seq
+        >>> grammar = seq.Grammar((seq.level(), seq.linear_trend(), seq.periodic(12)))
+        >>> grammar.space.describe(grammar.space.encode(("+", "linear_trend", "periodic(12)")))
+        'linear_trend + periodic(12)'
+    """
+
+    components: tuple[Component, ...]
+    depth: int = 3
+    changepoint: bool = True
+    p_operator: float = 0.4
+    candidates: int = 128
+    laplace: ppl.infer.Laplace = ppl.infer.Laplace(restarts=2, steps=100, newton=4)  # noqa: RUF009 (frozen)
+
+    def __post_init__(self):
+        components = tuple(self.components)
+        object.__setattr__(self, "components", components)
+        names = [c.name for c in components]
+        if not components or len(set(names)) != len(names):
+            raise CompositionError(f"a grammar needs one or more components with distinct names, got {names}.")
+        operators = {"+": lambda a, b: a + b}
+        if self.changepoint:
+            operators["changepoint"] = _Changepoint(self.candidates)
+        space = ppl.Space({c.name: c.model for c in components}, operators, depth=self.depth,
+                          p_operator=self.p_operator, observe=_Noise(), name="sequences")
+        object.__setattr__(self, "space", space)
+        object.__setattr__(self, "collapsed", _Collapsed(self))
+        # heap tables: which nodes lie under the left / right child of each node
+        size = space.size
+        left, right = np.zeros((size, size), bool), np.zeros((size, size), bool)
+        for node in range(size):
+            for child, table in ((2 * node + 1, left), (2 * node + 2, right)):
+                stack = [child]
+                while stack:
+                    n = stack.pop()
+                    if n < size:
+                        table[node, n] = True
+                        stack += [2 * n + 1, 2 * n + 2]
+        object.__setattr__(self, "_left", left)
+        object.__setattr__(self, "_right", right)
+
+    # -- shapes ----------------------------------------------------------------------------------
+    @property
+    def slots(self) -> int:
+        """The most components a structure holds, ``2**(depth - 1)``."""
+        return 2 ** (self.depth - 1)
+
+    @property
+    def dim(self) -> int:
+        """A slot's state dimension (the largest component's)."""
+        return max(c.dim for c in self.components)
+
+    @property
+    def settings_size(self) -> int:
+        """``R``: the most hyperparameters any component has (at least 1)."""
+        return max(1, *(len(c.priors) for c in self.components))
+
+    def settings(self, kind: jax.Array, standard: jax.Array) -> jax.Array:
+        """The hyperparameters ``(HYPER_SIZE,)`` of component ``kind`` (1-based; 0 empty) from standard draws."""
+        branches = [lambda z: jnp.zeros(HYPER_SIZE)] + [c.settings for c in self.components]
+        return jax.lax.switch(kind, branches, standard)
+
+    def component(self, name: str) -> Component:
+        return next(c for c in self.components if c.name == name)
+
+    # -- a code, read ----------------------------------------------------------------------------
+    def slots_of(self, code: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``(kinds, sides, valid)``: each slot's component (1-based; 0 empty), its side of the
+        changepoint (0 both, 1 before, 2 after), and whether the code has at most one changepoint."""
+        code = jnp.asarray(code)
+        count = len(self.components)
+        terminal = (code >= 1) & (code <= count)
+        order = jnp.argsort(~terminal, stable=True)[: self.slots]
+        kinds = jnp.where(terminal[order], code[order], 0)
+        changepoints = code == (count + 2) if self.changepoint else jnp.zeros_like(terminal)
+        before = jnp.any(changepoints[:, None] & jnp.asarray(self._left), axis=0)[order]
+        after = jnp.any(changepoints[:, None] & jnp.asarray(self._right), axis=0)[order]
+        sides = jnp.where(before, BEFORE, jnp.where(after, AFTER, BOTH))
+        return kinds, sides, jnp.sum(changepoints) <= 1
+
+    def gates(self, sides: jax.Array, length: int) -> jax.Array:
+        """``(G, T, slots)``: whether each slot is observed at each point, for each changepoint candidate."""
+        candidates = jnp.asarray(changepoint_candidates(length, self.candidates))
+        after = jnp.arange(length)[None, :] > candidates[:, None]  # (G, T)
+        return jnp.where(sides == BEFORE, ~after[..., None], jnp.where(sides == AFTER, after[..., None], True)
+                         ).astype(jnp.float32)
+
+    def state_space(self, kinds, thetas, noise, u, scale: TimeScale) -> statespace.StateSpace:
+        """The structure's :class:`~stdlib.sequences.statespace.StateSpace` (slots stacked block-diagonally)."""
+        dim = self.dim
+        steps = jnp.concatenate([jnp.zeros(1), jnp.diff(u)])
+
+        def padded(component):
+            def transition(theta, dt):
+                f, q = component.transition(theta, dt, scale)
+                eye = jnp.eye(dim).at[: component.dim, : component.dim].set(f)
+                return eye, jnp.zeros((dim, dim)).at[: component.dim, : component.dim].set(q)
+
+            def initial(theta):
+                m, p = component.initial(theta, scale)
+                return (jnp.zeros(dim).at[: component.dim].set(m),
+                        jnp.zeros((dim, dim)).at[: component.dim, : component.dim].set(p))
+
+            row = np.zeros(dim, np.float32)
+            row[: component.dim] = component.observation
+            return transition, initial, row
+
+        pieces = [padded(c) for c in self.components]
+        empty = (lambda theta, dt: (jnp.eye(dim), jnp.zeros((dim, dim))),
+                 lambda theta: (jnp.zeros(dim), jnp.zeros((dim, dim))), np.zeros(dim, np.float32))
+        pieces = [empty] + pieces
+
+        def slot(kind, theta):
+            transitions, noises = jax.vmap(
+                lambda dt: jax.lax.switch(kind, [p[0] for p in pieces], theta, dt))(steps)
+            mean, covariance = jax.lax.switch(kind, [p[1] for p in pieces], theta)
+            row = jnp.asarray(np.stack([p[2] for p in pieces]))[kind]
+            first = jnp.eye(dim)  # the first step: x_0 is the state at the first point
+            transitions = transitions.at[0].set(first)
+            noises = noises.at[0].set(jnp.zeros((dim, dim)))
+            return transitions, noises, row, mean, covariance
+
+        transitions, noises, rows, means, covariances = jax.vmap(slot)(kinds, thetas)
+        # block-diagonal over slots (dense: on the CPU, XLA runs these small products faster than blockwise)
+        blocks = self.slots * dim
+        transition = jax.vmap(lambda ts: jax.scipy.linalg.block_diag(*ts), in_axes=1)(transitions)
+        process = jax.vmap(lambda qs: jax.scipy.linalg.block_diag(*qs), in_axes=1)(noises)
+        observation = jnp.broadcast_to(rows.reshape(blocks), (u.shape[0], blocks))
+        return statespace.StateSpace(transition, process, observation, noise**2, means.reshape(blocks),
+                                     jax.scipy.linalg.block_diag(*covariances))
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def score(self, key, model, obs, code, u, span, step, observed):
+        """``ppl.infer.search``'s ``score=``: the Laplace evidence of the collapsed model (``model`` unused)."""
+        return self.laplace(key, self.collapsed, {"value": obs["obs"]["value"]}, code, u, span, step, observed)
+
+    def __hash__(self) -> int:
+        return id(self)
