@@ -283,5 +283,12 @@ class Grammar:
         """``ppl.infer.search``'s ``score=``: the Laplace evidence of the collapsed model (``model`` unused)."""
         return self.laplace(key, self.collapsed, {"value": obs["obs"]["value"]}, code, u, span, step, observed)
 
-    def __hash__(self) -> int:
-        return id(self)
+    def changepoint_posterior(self, choices, code, u, span, step, observed) -> tuple[np.ndarray, jax.Array]:
+        """``(candidates, probabilities)``: the exact posterior over the changepoint's position (the index of
+        the last point before it) given the collapsed model's ``choices`` (``"settings"``, ``"noise"``,
+        ``"value"``), e.g. a Laplace mode's ``trace.choices``. Uniform when ``code`` has no changepoint."""
+        kinds, sides, _ = self.slots_of(code)
+        thetas = jax.vmap(self.settings)(kinds, choices["settings"])
+        likelihood = _Likelihood(self, kinds, sides, thetas, choices["noise"], u, TimeScale(span, step), observed)
+        per_candidate = likelihood.per_candidate(choices["value"])
+        return changepoint_candidates(u.shape[0], self.candidates), jax.nn.softmax(per_candidate)
