@@ -16,5 +16,5 @@ not built yet (issue 13).
 """
 
 from stdlib.sequences import components, grammar, statespace  # noqa: F401
-from stdlib.sequences.components import *  # noqa: F401,F403
+from stdlib.sequences.components import *
 from stdlib.sequences.grammar import Grammar, changepoint_candidates  # noqa: F401
