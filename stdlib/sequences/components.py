@@ -44,6 +44,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -110,12 +111,12 @@ class Component:
     def hyper_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.priors)
 
-    @property
+    @functools.cached_property
     def hyper(self) -> ppl.GenerativeFunction:
         """A ``@ppl.model`` of no arguments sampling the hyperparameters (``(HYPER_SIZE,)`` vector)."""
         return _hyper_model(self)
 
-    @property
+    @functools.cached_property
     def model(self) -> ppl.GenerativeFunction:
         """The component as an ordinary generative model of the scaled times ``u`` ``(T,)``, returning ``(T,)``."""
         return _explicit_model(self)
@@ -279,22 +280,15 @@ def _square_root(covariance: jax.Array) -> jax.Array:
     return vectors * jnp.sqrt(jnp.clip(values, 0.0))
 
 
-_MODELS: dict[tuple[int, str], ppl.GenerativeFunction] = {}
-
-
 def _hyper_model(component: Component) -> ppl.GenerativeFunction:
-    if (id(component), "hyper") not in _MODELS:
-        def body():
-            return _pad([ppl.sample(address, prior) for address, prior in component.priors])
+    def body():
+        return _pad([ppl.sample(address, prior) for address, prior in component.priors])
 
-        body.__name__ = f"{component.kind}_settings"
-        _MODELS[id(component), "hyper"] = ppl.model(body)
-    return _MODELS[id(component), "hyper"]
+    body.__name__ = f"{component.kind}_settings"
+    return ppl.model(body)
 
 
 def _explicit_model(component: Component) -> ppl.GenerativeFunction:
-    if (id(component), "model") in _MODELS:
-        return _MODELS[id(component), "model"]
 
     def body(u, span=1.0, step=None, observed=None):
         """``u``: ``(T,)`` scaled times; ``span``: the user's time units per unit of ``u`` (for periods);
@@ -318,8 +312,6 @@ def _explicit_model(component: Component) -> ppl.GenerativeFunction:
         return values
 
     body.__name__ = component.name.replace("(", "_").replace(")", "").replace(".", "_")
-    model = ppl.model(body)
-    _MODELS[id(component), "model"] = model
-    return model
+    return ppl.model(body)
 
 

@@ -209,9 +209,6 @@ class Grammar:
         branches = [lambda z: jnp.zeros(HYPER_SIZE)] + [c.settings for c in self.components]
         return jax.lax.switch(kind, branches, standard)
 
-    def component(self, name: str) -> Component:
-        return next(c for c in self.components if c.name == name)
-
     # -- a code, read ----------------------------------------------------------------------------
     def slots_of(self, code: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """``(kinds, sides, valid)``: each slot's component (1-based; 0 empty), its side of the

@@ -18,11 +18,6 @@ evidence with every state integrated out), :func:`kalman_smoother` the
 posterior mean and covariance of every state (Rauch-Tung-Striebel), and
 :func:`simulate_forward` sample paths beyond the data (forecasts).
 
-Transitions and process noise may be *block-diagonal*: arrays ``(T, K, d, d)``
-of ``K`` blocks of size ``d`` (``D = K d``), as a sum of independent components
-gives; the filter then predicts blockwise, ``K`` times fewer operations than a
-dense ``(T, D, D)`` matrix.
-
 Example::
 
     >>> import jax.numpy as jnp
@@ -51,10 +46,10 @@ class StateSpace(NamedTuple):
     """A linear-Gaussian state-space model over ``T`` steps with a ``D``-dimensional state.
 
     Attributes:
-      transitions: ``(T, D, D)``, or ``(T, K, d, d)`` blocks; ``transitions[k]`` maps ``x_{k-1}`` to the mean of ``x_k``
+      transitions: ``(T, D, D)``; ``transitions[k]`` maps ``x_{k-1}`` to the mean of ``x_k``
         (``transitions[0]`` acts on ``x_0 ~ N(m0, P0)``; the identity when ``x_0`` is the
         state at the first point).
-      process_noise: ``(T, D, D)`` (or ``(T, K, d, d)`` blocks) covariances of ``w_k``.
+      process_noise: ``(T, D, D)`` covariances of ``w_k``.
       observations: ``(T, D)`` rows ``h_k``.
       noise_variance: scalar (or ``(T,)``) variance ``r`` of ``e_k``.
       initial_mean: ``(D,)``.
@@ -91,34 +86,6 @@ def _symmetric(matrix: jax.Array) -> jax.Array:
     return 0.5 * (matrix + jnp.swapaxes(matrix, -1, -2))
 
 
-def _apply(transition: jax.Array, state: jax.Array) -> jax.Array:
-    """``F x`` for a dense ``(D, D)`` or block-diagonal ``(K, d, d)`` transition."""
-    if transition.ndim == 2:
-        return transition @ state
-    blocks, size = transition.shape[0], transition.shape[1]
-    return jnp.einsum("kab,kb->ka", transition, state.reshape(blocks, size)).reshape(-1)
-
-
-def _right(covariance: jax.Array, transition: jax.Array) -> jax.Array:
-    """``P F^T`` for a dense or block-diagonal ``F``."""
-    if transition.ndim == 2:
-        return covariance @ transition.T
-    blocks, size = transition.shape[0], transition.shape[1]
-    grid = covariance.reshape(-1, blocks, size)
-    return jnp.einsum("ikb,kab->ika", grid, transition).reshape(covariance.shape)
-
-
-def _dense(matrix: jax.Array) -> jax.Array:
-    """A dense ``(D, D)`` matrix from a dense or block-diagonal one."""
-    return matrix if matrix.ndim == 2 else jax.scipy.linalg.block_diag(*matrix)
-
-
-def _sandwich(transition: jax.Array, covariance: jax.Array, process_noise: jax.Array) -> jax.Array:
-    """``F P F^T + Q`` for dense or block-diagonal ``F`` and ``Q``."""
-    left = _right(covariance, transition).T  # F P (P symmetric)
-    return _symmetric(_right(left, transition) + _dense(process_noise))
-
-
 def kalman_filter(model: StateSpace, y: jax.Array, observed: jax.Array | None = None) -> FilterResult:
     """The exact filter and ``log p(y)`` of a :class:`StateSpace` (see the module docstring).
 
@@ -137,8 +104,8 @@ def kalman_filter(model: StateSpace, y: jax.Array, observed: jax.Array | None = 
     def step(carry, inputs):
         mean, covariance = carry
         transition, process_noise, h, value, seen, r = inputs
-        mean = _apply(transition, mean)
-        covariance = _sandwich(transition, covariance, process_noise)
+        mean = transition @ mean
+        covariance = _symmetric(transition @ covariance @ transition.T + process_noise)
         predicted = (mean, covariance)
         variance = h @ covariance @ h + r
         residual = value - h @ mean
@@ -162,7 +129,7 @@ def kalman_smoother(model: StateSpace, filtered: FilterResult) -> tuple[jax.Arra
     def step(carry, inputs):
         next_mean, next_covariance = carry
         mean, covariance, next_predicted_mean, next_predicted_covariance, next_transition = inputs
-        cross = _right(covariance, next_transition)
+        cross = covariance @ next_transition.T
         gain = jnp.linalg.solve(next_predicted_covariance + JITTER * jnp.eye(mean.shape[0]), cross.T).T
         mean = mean + gain @ (next_mean - next_predicted_mean)
         covariance = _symmetric(covariance + gain @ (next_covariance - next_predicted_covariance) @ gain.T)
@@ -195,7 +162,7 @@ def simulate_forward(key: jax.Array, mean: jax.Array, covariance: jax.Array, tra
     def step(state, inputs):
         step_key, transition, process, h = inputs
         state_key, noise_key = jax.random.split(step_key)
-        state = _apply(transition, state) + sample_gaussian(state_key, jnp.zeros_like(state), _dense(process))
+        state = transition @ state + sample_gaussian(state_key, jnp.zeros_like(state), process)
         return state, h @ state + jnp.sqrt(noise_variance) * jax.random.normal(noise_key)
 
     keys = jax.random.split(key, transitions.shape[0])
