@@ -1,4 +1,4 @@
-"""The ``ppl`` command: ``ppl demo``, ``ppl version``, ``ppl --help``."""
+"""The ``ppl`` command: ``ppl demo``, ``ppl explain-series``, ``ppl version``, ``ppl --help``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,87 @@ def _demo(args: argparse.Namespace) -> int:
     if args.digits:
         print()
         demo.run_digits(seed=args.seed, shots=args.shots, test_images=args.images)
+    return 0
+
+
+def read_series(path: str, column: str, time_column: str | None = None):
+    """``(y, t)`` from a CSV file: ``y`` a float array (blank or non-numeric cells are missing, NaN), ``t`` a float
+    array, a pandas Series of ``y`` with a date index when the time column holds dates, or ``None``.
+
+    Raises:
+      DataError: a file that cannot be read, or a column that does not exist (the message lists those that do).
+    """
+    import csv
+
+    import numpy as np
+
+    from ppl.errors import DataError
+
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise DataError(f"cannot read {path!r}: {error.strerror}.") from error
+    columns = list(rows[0].keys()) if rows else []
+    for name in (column, time_column):
+        if name is not None and name not in columns:
+            raise DataError(f"{path!r} has no column {name!r}; its columns are: {', '.join(columns) or '(none)'}.")
+
+    def number(text):
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return float("nan")
+
+    raw = [row[column] for row in rows]
+    y = np.array([number(v) for v in raw])
+    if raw and np.all(np.isnan(y)) and any(v.strip() for v in raw):
+        raise DataError(f"column {column!r} of {path!r} is not numeric (e.g. {raw[0]!r}); pick a numeric column.")
+    if time_column is None:
+        return y, None
+    stamps = [row[time_column] for row in rows]
+    times = np.array([number(v) for v in stamps])
+    if np.all(np.isfinite(times)):
+        return y, times
+    import pandas as pd
+
+    try:
+        index = pd.DatetimeIndex(pd.to_datetime(stamps))
+    except (ValueError, TypeError) as error:
+        raise DataError(f"time column {time_column!r} holds neither numbers nor dates (e.g. {stamps[0]!r}).") \
+            from error
+    return pd.Series(y, index=index, name=column), None
+
+
+def _explain_series(args: argparse.Namespace) -> int:
+    import jax
+
+    from ppl.errors import PPLError
+    from stdlib.sequences.discover import discover
+
+    try:
+        y, t = read_series(args.path, args.column, args.time_column)
+        periods = tuple(args.period) if args.period else None
+        explanation = discover(jax.random.key(args.seed), y, t, budget=args.budget, periods=periods,
+                               progress=True, name=args.column)
+    except PPLError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Structure: {explanation.structure}\n")
+    print("Posterior over structures:")
+    for text, probability, log_evidence in explanation.posterior[:5]:
+        print(f"  {probability:6.3f}  {text}  (log evidence {log_evidence:.2f})")
+    print("\nReport:\n")
+    print(explanation.report())
+    changepoints = sorted(explanation.changepoints.items(), key=lambda item: -item[1])[:5]
+    print("\nChangepoints (time: probability it is the last point before a change):")
+    print("  none probable" if not changepoints else "\n".join(f"  {time}: {p:.3f}" for time, p in changepoints))
+    if args.horizon > 0:
+        print(f"\nForecast ({args.horizon} steps, from 1000 sample paths):")
+        print(explanation.forecast_table(jax.random.key(args.seed + 1), args.horizon, 1000))
+    if args.plot:
+        explanation.plot(args.plot, horizon=args.horizon)
+        print(f"\nFigure written to {args.plot}")
     return 0
 
 
@@ -43,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--shots", type=int, default=5, help="training examples per digit class (default 5)")
     demo.add_argument("--images", type=int, default=200, help="test images to classify (default 200)")
     demo.set_defaults(handler=_demo)
+    explain = commands.add_parser(
+        "explain-series", help="find the composition of components that explains a series in a CSV file")
+    explain.add_argument("path", help="a CSV file with a header row")
+    explain.add_argument("--column", required=True, help="the column holding the series")
+    explain.add_argument("--time-column", dest="time_column", default=None,
+                         help="a column of times (numbers, possibly irregular) or dates (a regular frequency)")
+    explain.add_argument("--horizon", type=int, default=24, help="forecast steps (default 24; 0: none)")
+    explain.add_argument("--period", type=float, action="append",
+                         help="a cycle length in time units to consider (repeatable; default: the season of dates)")
+    explain.add_argument("--budget", type=int, default=6, help="search steps (default 6)")
+    explain.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    explain.add_argument("--plot", default=None, help="save a figure to this path (needs matplotlib)")
+    explain.set_defaults(handler=_explain_series)
     version = commands.add_parser("version", help="print the versions of ppl, jax and numpyro")
     version.set_defaults(handler=_version)
     return parser

@@ -6,7 +6,7 @@ latents in unconstrained space (:mod:`ppl.infer.unconstrained`,
 ``u = T^{-1}(x)``)::
 
     g(u)           = log p(T(u), obs) + log |det dT/du|
-    u*             = argmax g                      (Adam restarts, then Newton steps)
+    u*             = argmax g                      (Adam restarts, then damped Newton steps)
     H              = -d^2 g / du^2 at u*
     log p(obs)    ~= g(u*) + d/2 log(2 pi) - 1/2 log det H
 
@@ -115,7 +115,7 @@ def laplace(
       *args: the model's arguments (arrays may be traced: ``jit``/``vmap`` freely).
       restarts: Adam runs from independent prior draws (vmapped); the best is refined.
       steps: Adam steps per restart.
-      newton: Newton steps at the best point (each accepted only if it raises ``g``);
+      newton: damped Newton steps at the best point (each accepted only if it raises ``g``);
         they make the mode exact on quadratic ``g``.
       optimizer: an optax optimizer; it minimises ``-g``.
 
@@ -209,15 +209,21 @@ def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args)
         return value, gradient, hessian * mask[:, None] * mask[None, :] + jnp.diag(1.0 - mask)
 
     def newton_step(carry, _):
-        x, value, gradient, hessian = carry
-        step = jnp.linalg.solve(hessian, gradient * mask)
+        """A damped, saddle-free Newton step: ``H`` by its absolute eigenvalues plus ``damping`` (Levenberg-
+        Marquardt), so every step climbs even where ``g`` is not concave yet; accepted only if it raises
+        ``g``, the damping shrinking after a success and growing after a failure."""
+        x, value, gradient, hessian, damping = carry
+        values, vectors = jnp.linalg.eigh(hessian)
+        size = jnp.max(jnp.abs(values))
+        step = vectors @ ((vectors.T @ (gradient * mask)) / (jnp.abs(values) + damping * size)) * mask
         candidate = local(x + step)
         better = jnp.isfinite(candidate[0]) & (candidate[0] >= value) & jnp.all(jnp.isfinite(step))
         chosen = jax.tree_util.tree_map(lambda new, old: jnp.where(better, new, old), (x + step, *candidate),
                                         (x, value, gradient, hessian))
-        return chosen, None
+        return (*chosen, jnp.where(better, damping * 0.1, damping * 30.0)), None
 
-    (flat, value, gradient, hessian), _ = lax.scan(newton_step, (flat, *local(flat)), None, length=newton)
+    (flat, value, gradient, hessian, _), _ = lax.scan(newton_step, (flat, *local(flat), jnp.asarray(1e-6, flat.dtype)),
+                                                     None, length=newton)
     cholesky = jnp.linalg.cholesky(hessian)
     positive = jnp.all(jnp.isfinite(cholesky))
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diag(cholesky)))

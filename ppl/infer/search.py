@@ -106,6 +106,8 @@ class SearchResult:
       steps: the number of steps run.
       seconds: wall-clock seconds of search after the first step (which compiles).
       space: the searched space (to ``describe`` codes).
+      estimates: what the score returned for each of the ``k`` structures, stacked (e.g. the Laplace
+        results, with each structure's mode in ``estimates.trace``).
     """
 
     codes: np.ndarray
@@ -117,6 +119,7 @@ class SearchResult:
     steps: int
     seconds: float
     space: Any
+    estimates: Any = None
 
     @property
     def best(self) -> np.ndarray:
@@ -161,13 +164,14 @@ def code_hash(code: jax.Array) -> jax.Array:
 
 
 def score_structures(
-    key: jax.Array, space, codes: jax.Array, obs: Mapping | ChoiceMap, *args, n: int = 256, score: Score | None = None
+    key: jax.Array, space, codes: jax.Array, obs: Mapping | ChoiceMap, *args, n: int = 256, score: Score | None = None,
+    vectorize: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Score a batch of structures in one compiled call, as :func:`search` does each step.
 
     Args:
       key: the PRNG key (code ``c`` uses ``fold_in(key, code_hash(c))``).
-      space, obs, *args, n, score: as for :func:`search`.
+      space, obs, *args, n, score, vectorize: as for :func:`search`.
       codes: ``(m, L)`` int32 codes; any ``m``, any mix of structures.
 
     Returns:
@@ -180,7 +184,8 @@ def score_structures(
     codes = space.check_shape(codes, batched=True)
     score = particle_evidence(n) if score is None else score
     dynamic_args, static_args = split_args(args, space.model)
-    scored = _score_population(key, codes, obs, dynamic_args, space=space, score=score, static_args=static_args)
+    scored = _score_population(key, codes, obs, dynamic_args, space=space, score=score, static_args=static_args,
+                               vectorize=bool(vectorize))
     return scored.scores, scored.log_evidence
 
 
@@ -197,6 +202,7 @@ def search(
     keep: int = 10,
     init: jax.Array | None = None,
     progress: bool | None = None,
+    vectorize: bool = True,
 ) -> SearchResult:
     """Search ``space`` for the structures that best explain ``obs`` (see the module docstring).
 
@@ -218,6 +224,9 @@ def search(
       keep: how many of the best structures to return.
       init: optional ``(population, L)`` starting codes (default: prior draws).
       progress: show a progress bar on runs longer than 2 s (``None``: ``PPL_PROGRESS``).
+      vectorize: score a population with ``vmap`` (default) or one structure after another with
+        ``lax.map``, still in one compiled call. Sequential scoring wins when structures' costs differ
+        widely and the score branches on the structure (``lax.cond`` runs one branch outside ``vmap``).
 
     Returns:
       A :class:`SearchResult`.
@@ -235,14 +244,14 @@ def search(
     check_finite_observations(obs)
     score = particle_evidence(n) if score is None else score
     dynamic_args, static_args = split_args(args, space.model)
-    scoring = dict(space=space, score=score, static_args=static_args)
+    scoring = dict(space=space, score=score, static_args=static_args, vectorize=bool(vectorize))
     score_key, key = jax.random.split(key)
 
     codes = _initial_codes(key, space, population, init)
     initial = _score_population(score_key, codes, obs, dynamic_args, **scoring)
     _check_scores(initial, space)
     archive = _Archive()
-    archive.add(codes, initial)
+    archive.add(initial)
     state = (codes, initial.scores)
     step = functools.partial(_compiled_step, temperature=float(temperature), **scoring)
     history, scored = [archive.best_score], [len(archive)]
@@ -251,7 +260,7 @@ def search(
         while (steps is None or done < steps) and (
                 seconds is None or start is None or time.perf_counter() - start < seconds):
             state, proposed = step(jax.random.fold_in(key, done + 1), score_key, state, obs, dynamic_args)
-            archive.add(*proposed)
+            archive.add(proposed)
             done += 1
             history.append(archive.best_score)
             scored.append(len(archive))
@@ -270,9 +279,10 @@ class _Scored(NamedTuple):
     codes: jax.Array  # (P, L)
     scores: jax.Array  # (P,) log prior + log evidence
     log_evidence: jax.Array  # (P,)
+    estimates: Any = None  # what the score returned, batched (e.g. Laplace results with their modes)
 
 
-def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_args):
+def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_args, vectorize=True):
     args = join_args(dynamic_args, static_args)
 
     def one(code):
@@ -280,36 +290,51 @@ def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_ar
         log_evidence = as_evidence(estimate, "search's score").log_evidence
         log_prior = space.log_prior(code)
         total = jnp.where(jnp.isfinite(log_prior), log_prior + log_evidence, -jnp.inf)
-        return total, log_evidence
+        return total, log_evidence, jax.tree_util.tree_map(jnp.asarray, estimate)
 
-    scores, log_evidence = jax.vmap(one)(codes)
-    return _Scored(codes, scores, log_evidence)
-
-
-_score_population = jax.jit(_score_codes, static_argnames=("space", "score", "static_args"))
+    scores, log_evidence, estimates = jax.vmap(one)(codes) if vectorize else jax.lax.map(one, codes)
+    return _Scored(codes, scores, log_evidence, estimates)
 
 
-def _step(key, score_key, state, obs, dynamic_args, *, space, score, temperature, static_args):
-    codes, scores = state
+_score_population = jax.jit(_score_codes, static_argnames=("space", "score", "static_args", "vectorize"))
+
+
+def _propose(key, codes, *, space):
+    """Every member's neighbour (``space.propose``)."""
+    proposals, _, _ = jax.vmap(space.propose)(jax.random.split(key, codes.shape[0]), codes)
+    return proposals
+
+
+def _select(key, codes, scores, proposals, proposed_scores, *, temperature):
+    """The next population: distinct codes of members and proposals by Gumbel-top-k on ``score / temperature``."""
     population = codes.shape[0]
-    move_key, select_key = jax.random.split(key)
-    proposals, _, _ = jax.vmap(space.propose)(jax.random.split(move_key, population), codes)
-    proposed = _score_codes(score_key, proposals, obs, dynamic_args, space=space, score=score, static_args=static_args)
     candidates = jnp.concatenate([codes, proposals])
-    candidate_scores = jnp.concatenate([scores, proposed.scores])
+    candidate_scores = jnp.concatenate([scores, proposed_scores])
     same = jnp.all(candidates[:, None, :] == candidates[None, :, :], axis=-1)
     earlier = jnp.tril(jnp.ones_like(same), k=-1)
     duplicate = jnp.any(same & earlier, axis=1)
-    gumbel = jax.random.gumbel(select_key, candidate_scores.shape)
+    gumbel = jax.random.gumbel(key, candidate_scores.shape)
     finite = jnp.isfinite(candidate_scores)
     # distinct codes by perturbed score; non-finite scores last; duplicates never
     keys = jnp.where(finite, candidate_scores / temperature, -1e30) + gumbel
     keys = jnp.where(duplicate, -jnp.inf, keys)
     _, chosen = jax.lax.top_k(keys, population)
-    return (candidates[chosen], candidate_scores[chosen]), proposed
+    return candidates[chosen], candidate_scores[chosen]
 
 
-_compiled_step = jax.jit(_step, static_argnames=("space", "score", "temperature", "static_args"))
+_compiled_propose = jax.jit(_propose, static_argnames=("space",))
+_compiled_select = jax.jit(_select, static_argnames=("temperature",))
+
+
+def _compiled_step(key, score_key, state, obs, dynamic_args, *, space, score, temperature, static_args, vectorize):
+    """One step: propose (compiled), score the proposals (the population's compiled scorer, shared with the
+    initial population so a score compiles once), select (compiled)."""
+    codes, scores = state
+    move_key, select_key = jax.random.split(key)
+    proposals = _compiled_propose(move_key, codes, space=space)
+    proposed = _score_population(score_key, proposals, obs, dynamic_args, space=space, score=score,
+                                 static_args=static_args, vectorize=vectorize)
+    return _compiled_select(select_key, codes, scores, proposals, proposed.scores, temperature=temperature), proposed
 
 
 def _initial_codes(key, space, population, init) -> jax.Array:
@@ -337,12 +362,13 @@ class _Archive:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def add(self, codes, scores, log_evidence=None) -> None:
-        if isinstance(scores, _Scored):
-            codes, scores, log_evidence = scores
-        codes, scores, log_evidence = np.asarray(codes), np.asarray(scores), np.asarray(log_evidence)
-        for code, total, evidence in zip(codes, scores, log_evidence):
-            self.entries.setdefault(code.tobytes(), (code, float(total), float(evidence)))
+    def add(self, scored: _Scored) -> None:
+        codes, scores, log_evidence = (np.asarray(a) for a in scored[:3])
+        estimates = jax.device_get(scored.estimates)
+        for index, (code, total, evidence) in enumerate(zip(codes, scores, log_evidence)):
+            if code.tobytes() not in self.entries:
+                estimate = jax.tree_util.tree_map(lambda leaf, i=index: leaf[i], estimates)
+                self.entries[code.tobytes()] = (code, float(total), float(evidence), estimate)
             if total > self.best_score:
                 self.best_score = float(total)
 
@@ -359,6 +385,7 @@ class _Archive:
             scores=scores,
             log_evidence=np.array([entry[2] for entry in top]),
             probabilities=probabilities,
+            estimates=jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *[entry[3] for entry in top]),
             history=history,
             scored=scored,
             steps=steps,

@@ -95,6 +95,11 @@ class Component:
       observation: ``(dim,)`` the row that reads the component's value from its state.
       period: the period in the user's time units (fixed-period periodic components), else ``None``.
       regular_only: whether the component needs equally spaced points (an AR of order > 1).
+      role: how the grammar integrates it: ``"static"`` (no process noise: its initial state is a set of
+        regression coefficients, integrated in closed form), ``"dynamic"`` (a state in the Kalman filter)
+        or ``"noise"`` (independent at every point: it adds to the observation variance).
+      columns: static components: ``(theta, elapsed, scale) -> (T, dim)``, the contribution at
+        ``elapsed = u - u[0]`` of each standard-normal coefficient (``h Phi(elapsed) L``, ``L L^T = P0``).
     """
 
     name: str
@@ -106,6 +111,8 @@ class Component:
     observation: np.ndarray
     period: float | None = None
     regular_only: bool = False
+    role: str = "dynamic"
+    columns: Callable | None = None
 
     @property
     def hyper_names(self) -> tuple[str, ...]:
@@ -126,6 +133,13 @@ class Component:
         ``theta_i = F_i^{-1}(Phi(z_i))``, so ``z ~ N(0, I)`` gives ``theta`` from its prior exactly."""
         uniform = jnp.clip(jax.scipy.stats.norm.cdf(standard), 1e-6, 1 - 1e-6)
         return _pad([prior.icdf(uniform[i]) for i, (_, prior) in enumerate(self.priors)])
+
+    def design(self, theta: jax.Array, u: jax.Array, scale: TimeScale) -> jax.Array:
+        """A static component's contribution as regression columns ``(T, dim)`` on standard-normal
+        coefficients (``columns``, in closed form: no filter, no scan)."""
+        if self.columns is None:
+            raise CompositionError(f"{self.name} is not static: it has no regression columns.")
+        return self.columns(theta, u - u[0], scale)
 
     def __repr__(self) -> str:
         return f"<sequences component {self.name}>"
@@ -148,7 +162,8 @@ def _constant(dim: int):
 def level(scale: float = 1.0) -> Component:
     """A constant level, ``N(0, scale^2)`` (standardised units)."""
     return Component("level", "level", 1, (), _constant(1),
-                     lambda theta, s: (jnp.zeros(1), jnp.eye(1) * scale**2), np.ones(1))
+                     lambda theta, s: (jnp.zeros(1), jnp.eye(1) * scale**2), np.ones(1), role="static",
+                     columns=lambda theta, elapsed, s: jnp.full((elapsed.shape[0], 1), scale))
 
 
 def _trend_transition(dt):
@@ -160,7 +175,9 @@ def linear_trend(level_scale: float = 2.0, slope_scale: float = 4.0) -> Componen
     return Component("linear_trend", "linear_trend", 2, (),
                      lambda theta, dt, s: (_trend_transition(dt), jnp.zeros((2, 2))),
                      lambda theta, s: (jnp.zeros(2), jnp.diag(jnp.array([level_scale**2, slope_scale**2]))),
-                     np.array([1.0, 0.0]))
+                     np.array([1.0, 0.0]), role="static",
+                     columns=lambda theta, elapsed, s: jnp.stack([jnp.full_like(elapsed, level_scale),
+                                                                  slope_scale * elapsed], axis=1))
 
 
 def local_linear_trend(level_scale: float = 0.2, slope_scale: float = 1.0) -> Component:
@@ -215,9 +232,16 @@ def periodic(period: float | None = None, harmonics: int = 2, *, bounds: tuple[f
         priors = (("period", dist.Uniform(*bounds)),)
         name = f"periodic({bounds[0]:g}..{bounds[1]:g})"
     observation = np.tile([1.0, 0.0], harmonics)
+
+    def columns(theta, elapsed, s):
+        length = period if period is not None else theta[0]
+        angles = 2 * jnp.pi * orders[None, :] * elapsed[:, None] * s.span / length  # (T, h)
+        pairs = jnp.stack([jnp.cos(angles), -jnp.sin(angles)], axis=-1)  # x_t = R(angle) x_0, read the first
+        return pairs.reshape(elapsed.shape[0], dim) * amplitude / np.sqrt(harmonics)
+
     return Component(name, "periodic", dim, priors, transition,
                      lambda theta, s: (jnp.zeros(dim), jnp.eye(dim) * amplitude**2 / harmonics), observation,
-                     period=period)
+                     period=period, role="static", columns=columns)
 
 
 def _ar_coefficients(partials: jax.Array) -> jax.Array:
@@ -267,7 +291,7 @@ def white_noise(scale: float = 0.5) -> Component:
     """Independent Normal noise at every point with a latent scale (a state redrawn at every step)."""
     return Component("white_noise", "white_noise", 1, (("scale", dist.HalfNormal(scale)),),
                      lambda theta, dt, s: (jnp.zeros((1, 1)), jnp.eye(1) * theta[0] ** 2),
-                     lambda theta, s: (jnp.zeros(1), jnp.eye(1) * theta[0] ** 2), np.ones(1))
+                     lambda theta, s: (jnp.zeros(1), jnp.eye(1) * theta[0] ** 2), np.ones(1), role="noise")
 
 
 # ---------------------------------------------------------------------------

@@ -82,8 +82,8 @@ class _Noise(ppl.GenerativeFunction):
 class _Collapsed(ppl.GenerativeFunction):
     """The structure's model with every state and the changepoint time integrated out (see module docstring).
 
-    Arguments ``(code, u, span, step, observed)``. Choices: ``"settings"`` ``(slots, R)`` standard
-    Normal draws, from which each slot's component reads its hyperparameters
+    Arguments ``(code, u, span, step, observed)``. Choices: ``"settings"`` ``(tuned_slots, R)`` standard
+    Normal draws, from which the slots with hyperparameters read theirs, in order
     (:meth:`Component.settings`: ``theta = F^{-1}(Phi(z))``, exactly its prior; draws a component
     does not read are auxiliary, Normal and integrated exactly), ``"noise"`` and the observation
     ``"value"``.
@@ -96,9 +96,9 @@ class _Collapsed(ppl.GenerativeFunction):
     def body(self, context, code, u, span, step, observed):
         grammar = self.grammar
         kinds, sides, valid = grammar.slots_of(code)
-        standard = context.sample("settings", dist.Normal(0.0, 1.0).expand([grammar.slots, grammar.settings_size])
-                                  .to_event(2))
-        thetas = jax.vmap(grammar.settings)(kinds, standard)
+        standard = context.sample("settings", dist.Normal(0.0, 1.0).expand([grammar.tuned_count,
+                                                                             grammar.settings_size]).to_event(2))
+        thetas = grammar.thetas(kinds, standard)
         noise = context.sample("noise", dist.HalfNormal(NOISE_SCALE))
         log_likelihood = _Likelihood(grammar, kinds, sides, thetas, noise, u, TimeScale(span, step), observed)
         context.factor(jnp.where(valid, 0.0, -jnp.inf))
@@ -117,14 +117,9 @@ class _Likelihood(dist.Distribution):
 
     def per_candidate(self, y):
         """``(G,)``: ``log p(y | changepoint after candidate g)`` (all equal without a changepoint)."""
-        model = self.grammar.state_space(self.kinds, self.thetas, self.noise, self.u, self.scale)
-        gates = self.grammar.gates(self.sides, self.u.shape[0])  # (G, T, slots)
-        rows = jnp.repeat(gates, self.grammar.dim, axis=-1) * model.observations[None]
-
-        def one(observations):
-            return statespace.kalman_filter(model._replace(observations=observations), y, self.observed).log_likelihood
-
-        return jax.vmap(one)(rows)
+        return self.grammar.candidate_log_likelihoods(self.kinds, self.sides, self.thetas, self.noise, self.u,
+                                                      self.scale, y, self.observed,
+                                                      single=not self.grammar.changepoint)
 
     def log_prob(self, y):
         values = self.per_candidate(y)
@@ -144,6 +139,11 @@ class Grammar:
       changepoint: whether the ``changepoint`` operator is in the grammar.
       p_operator: a non-bottom node's probability of being an operator (``ppl.Space``'s prior).
       candidates: at most this many changepoint times are enumerated.
+      tuned_slots: at most this many components with hyperparameters (random walks, local trends,
+        autoregressions, white noise, latent periods) in one structure; more score ``-inf``. It bounds
+        the Laplace approximation's dimension (``tuned_slots * settings_size + 1``) and the filter's state
+        (``tuned_slots * dynamic_dim``); components without hyperparameters (levels, lines, fixed cycles)
+        are unlimited and integrated in closed form.
       laplace: the evidence estimator for the collapsed model.
 
     Example::
@@ -159,6 +159,7 @@ class Grammar:
     changepoint: bool = True
     p_operator: float = 0.4
     candidates: int = 128
+    tuned_slots: int = 2
     laplace: ppl.infer.Laplace = ppl.infer.Laplace(restarts=2, steps=100, newton=4)  # noqa: RUF009 (frozen)
 
     def __post_init__(self):
@@ -204,6 +205,16 @@ class Grammar:
         """``R``: the most hyperparameters any component has (at least 1)."""
         return max(1, *(len(c.priors) for c in self.components))
 
+    def _tuned(self, kinds: jax.Array) -> jax.Array:
+        """Whether each slot's component has hyperparameters."""
+        return jnp.asarray(np.array([False] + [bool(c.priors) for c in self.components]))[kinds]
+
+    def thetas(self, kinds: jax.Array, standard: jax.Array) -> jax.Array:
+        """Every slot's hyperparameters ``(slots, HYPER_SIZE)`` from the standard draws ``(tuned_slots, R)``:
+        the slots with hyperparameters read the rows in order; the others have none."""
+        order = jnp.argsort(~self._tuned(kinds), stable=True)[: self.tuned_count]
+        return jnp.zeros((self.slots, HYPER_SIZE)).at[order].set(jax.vmap(self.settings)(kinds[order], standard))
+
     def settings(self, kind: jax.Array, standard: jax.Array) -> jax.Array:
         """The hyperparameters ``(HYPER_SIZE,)`` of component ``kind`` (1-based; 0 empty) from standard draws."""
         branches = [lambda z: jnp.zeros(HYPER_SIZE)] + [c.settings for c in self.components]
@@ -212,7 +223,8 @@ class Grammar:
     # -- a code, read ----------------------------------------------------------------------------
     def slots_of(self, code: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """``(kinds, sides, valid)``: each slot's component (1-based; 0 empty), its side of the
-        changepoint (0 both, 1 before, 2 after), and whether the code has at most one changepoint."""
+        changepoint (0 both, 1 before, 2 after), and whether the code is in the grammar (at most one
+        changepoint, at most ``tuned_slots`` components with hyperparameters)."""
         code = jnp.asarray(code)
         count = len(self.components)
         terminal = (code >= 1) & (code <= count)
@@ -222,7 +234,7 @@ class Grammar:
         before = jnp.any(changepoints[:, None] & jnp.asarray(self._left), axis=0)[order]
         after = jnp.any(changepoints[:, None] & jnp.asarray(self._right), axis=0)[order]
         sides = jnp.where(before, BEFORE, jnp.where(after, AFTER, BOTH))
-        return kinds, sides, jnp.sum(changepoints) <= 1
+        return kinds, sides, (jnp.sum(changepoints) <= 1) & (jnp.sum(self._tuned(kinds)) <= self.tuned_slots)
 
     def gates(self, sides: jax.Array, length: int) -> jax.Array:
         """``(G, T, slots)``: whether each slot is observed at each point, for each changepoint candidate."""
@@ -232,11 +244,19 @@ class Grammar:
                          ).astype(jnp.float32)
 
     def state_space(self, kinds, thetas, noise, u, scale: TimeScale) -> statespace.StateSpace:
-        """The structure's :class:`~stdlib.sequences.statespace.StateSpace` (slots stacked block-diagonally)."""
-        dim = self.dim
+        """The structure's full :class:`~stdlib.sequences.statespace.StateSpace` (every slot a block of
+        ``dim`` states, stacked block-diagonally): for smoothing and forecasting a chosen structure."""
+        model = self._stack(kinds, thetas, u, scale, list(self.components), self.dim, self.slots)
+        return model._replace(noise_variance=noise**2)
+
+    def _stack(self, kinds, thetas, u, scale, components, dim, slots) -> statespace.StateSpace:
+        """Slots of ``components`` (``None``: treated as empty) padded to ``dim`` states, block-diagonal."""
         steps = jnp.concatenate([jnp.zeros(1), jnp.diff(u)])
 
         def padded(component):
+            if component is None:
+                return empty
+
             def transition(theta, dt):
                 f, q = component.transition(theta, dt, scale)
                 eye = jnp.eye(dim).at[: component.dim, : component.dim].set(f)
@@ -251,10 +271,9 @@ class Grammar:
             row[: component.dim] = component.observation
             return transition, initial, row
 
-        pieces = [padded(c) for c in self.components]
         empty = (lambda theta, dt: (jnp.eye(dim), jnp.zeros((dim, dim))),
                  lambda theta: (jnp.zeros(dim), jnp.zeros((dim, dim))), np.zeros(dim, np.float32))
-        pieces = [empty] + pieces
+        pieces = [empty] + [padded(c) for c in components]
 
         def slot(kind, theta):
             transitions, noises = jax.vmap(
@@ -268,12 +287,72 @@ class Grammar:
 
         transitions, noises, rows, means, covariances = jax.vmap(slot)(kinds, thetas)
         # block-diagonal over slots (dense: on the CPU, XLA runs these small products faster than blockwise)
-        blocks = self.slots * dim
+        blocks = slots * dim
         transition = jax.vmap(lambda ts: jax.scipy.linalg.block_diag(*ts), in_axes=1)(transitions)
         process = jax.vmap(lambda qs: jax.scipy.linalg.block_diag(*qs), in_axes=1)(noises)
         observation = jnp.broadcast_to(rows.reshape(blocks), (u.shape[0], blocks))
-        return statespace.StateSpace(transition, process, observation, noise**2, means.reshape(blocks),
+        return statespace.StateSpace(transition, process, observation, jnp.zeros(()), means.reshape(blocks),
                                      jax.scipy.linalg.block_diag(*covariances))
+
+    # -- the scoring form: static components as regressions, dynamic ones as a small state ---------
+    @property
+    def tuned_count(self) -> int:
+        """How many slots carry hyperparameters: ``min(tuned_slots, slots)``."""
+        return min(self.tuned_slots, self.slots)
+
+    @property
+    def dynamic_dim(self) -> int:
+        """A dynamic slot's state dimension (the largest dynamic component's; at least 1)."""
+        return max([c.dim for c in self.components if c.role == "dynamic"] + [1])
+
+    def candidate_log_likelihoods(self, kinds, sides, thetas, noise, u, scale: TimeScale, y, observed,
+                                  single: bool = False) -> jax.Array:
+        """``(G,)``: ``log p(y | structure, theta, noise, changepoint after candidate g)``, exact.
+
+        Static slots (``role == "static"``) enter as regression columns whose coefficients are integrated in
+        closed form, ``"noise"`` slots add to the observation variance, and at most ``tuned_slots`` dynamic
+        slots form the Kalman filter's state (:func:`statespace.regression_log_likelihood`): the state stays
+        ``tuned_slots * dynamic_dim``-dimensional whatever the structure. ``single=True``: the first
+        candidate only (``(1,)``; every candidate gives the same value when no slot is gated).
+        """
+        length, dim = u.shape[0], self.dim
+        roles = np.array(["empty"] + [c.role for c in self.components])
+        static, dynamic_kind, noisy = (jnp.asarray(roles == r)[kinds] for r in ("static", "dynamic", "noise"))
+
+        def design(kind, theta):
+            branches = [lambda theta: jnp.zeros((length, dim))] + [
+                (lambda theta, c=c: jnp.zeros((length, dim)).at[:, : c.dim].set(c.design(theta, u, scale)))
+                if c.role == "static" else (lambda theta: jnp.zeros((length, dim))) for c in self.components]
+            return jax.lax.switch(kind, branches, theta)
+
+        def variance(kind, theta):
+            branches = [lambda theta: jnp.zeros(())] + [
+                (lambda theta, c=c: c.initial(theta, scale)[1][0, 0]) if c.role == "noise" else
+                (lambda theta: jnp.zeros(())) for c in self.components]
+            return jax.lax.switch(kind, branches, theta)
+
+        designs = jax.vmap(design)(jnp.where(static, kinds, 0), thetas)  # (slots, T, dim)
+        variances = jax.vmap(variance)(jnp.where(noisy, kinds, 0), thetas)  # (slots,)
+        order = jnp.argsort(~dynamic_kind, stable=True)[: self.tuned_count]
+        dynamic_kinds = jnp.where(dynamic_kind[order], kinds[order], 0)
+        model = self._dynamic_state_space(dynamic_kinds, thetas[order], u, scale)
+        gates = self.gates(sides, length)  # (G, T, slots)
+        gates = gates[:1] if single else gates
+
+        def one(gate):
+            columns = jnp.transpose(designs * jnp.transpose(gate)[:, :, None], (1, 0, 2)).reshape(length, -1)
+            rows = jnp.repeat(gate[:, order], self.dynamic_dim, axis=-1) * model.observations
+            noise_variance = noise**2 + gate @ variances
+            return statespace.regression_log_likelihood(
+                model._replace(observations=rows, noise_variance=noise_variance), y, columns,
+                jnp.ones(columns.shape[1]), observed)
+
+        return jax.vmap(one)(gates)
+
+    def _dynamic_state_space(self, kinds, thetas, u, scale: TimeScale) -> statespace.StateSpace:
+        """The dynamic slots' state-space form (``tuned_slots`` blocks of ``dynamic_dim``)."""
+        return self._stack(kinds, thetas, u, scale, [c if c.role == "dynamic" else None for c in self.components],
+                           self.dynamic_dim, len(kinds))
 
     # -- scoring ---------------------------------------------------------------------------------
     def score(self, key, model, obs, code, u, span, step, observed):
@@ -285,7 +364,7 @@ class Grammar:
         the last point before it) given the collapsed model's ``choices`` (``"settings"``, ``"noise"``,
         ``"value"``), e.g. a Laplace mode's ``trace.choices``. Uniform when ``code`` has no changepoint."""
         kinds, sides, _ = self.slots_of(code)
-        thetas = jax.vmap(self.settings)(kinds, choices["settings"])
+        thetas = self.thetas(kinds, choices["settings"])
         likelihood = _Likelihood(self, kinds, sides, thetas, choices["noise"], u, TimeScale(span, step), observed)
         per_candidate = likelihood.per_candidate(choices["value"])
         return changepoint_candidates(u.shape[0], self.candidates), jax.nn.softmax(per_candidate)

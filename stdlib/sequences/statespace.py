@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["FilterResult", "StateSpace", "kalman_filter", "kalman_smoother", "sample_gaussian", "simulate_forward"]
+__all__ = ["FilterResult", "StateSpace", "kalman_filter", "kalman_smoother", "regression_log_likelihood",
+           "sample_gaussian", "simulate_forward"]
 
 JITTER = 1e-6
 
@@ -121,6 +122,60 @@ def kalman_filter(model: StateSpace, y: jax.Array, observed: jax.Array | None = 
     _, (means, covariances, predicted_means, predicted_covariances, steps) = lax.scan(
         step, (model.initial_mean, model.initial_covariance), inputs)
     return FilterResult(jnp.sum(steps), means, covariances, predicted_means, predicted_covariances, steps)
+
+
+def regression_log_likelihood(model: StateSpace, y: jax.Array, design: jax.Array, prior_scale: jax.Array,
+                              observed: jax.Array | None = None) -> jax.Array:
+    """The exact ``log p(y)`` of a state-space model plus a regression with Normal coefficients.
+
+    ``y_k = design[k] . beta + h_k . x_k + e_k`` with ``beta ~ N(0, diag(prior_scale^2))`` independent of the
+    states: static pieces of a series (a constant, a straight line, a fixed cycle) enter as columns of
+    ``design`` instead of states, so the filter's state stays small. De Jong's augmented filter: one
+    covariance recursion serves ``y`` and every column (the covariances do not depend on the data), the
+    columns' innovations give ``p(y | beta)`` as a Gaussian in ``beta``, and ``beta`` is integrated in closed
+    form. Columns of zeros (and zero scales) contribute nothing.
+
+    Args:
+      model: the state-space part (``T`` steps, state ``D``).
+      y: ``(T,)`` observations (finite; missing points are masked by ``observed``).
+      design: ``(T, S)`` regression columns.
+      prior_scale: ``(S,)`` the coefficients' prior standard deviations.
+      observed: ``(T,)`` bool (default: all observed).
+
+    Returns:
+      The scalar ``log p(y_observed)``.
+    """
+    y = jnp.asarray(y)
+    observed = jnp.ones(y.shape, bool) if observed is None else jnp.asarray(observed, bool)
+    noise = jnp.broadcast_to(jnp.asarray(model.noise_variance, y.dtype), y.shape)
+    columns = jnp.concatenate([y[:, None], design * prior_scale], axis=1)  # (T, 1 + S): y and the scaled columns
+
+    def step(carry, inputs):
+        means, covariance = carry  # (D, 1 + S), (D, D)
+        transition, process_noise, h, values, seen, r = inputs
+        means = transition @ means
+        covariance = _symmetric(transition @ covariance @ transition.T + process_noise)
+        variance = h @ covariance @ h + r
+        innovations = values - h @ means  # (1 + S,)
+        gain = covariance @ h / variance
+        updated = (means + gain[:, None] * innovations[None, :], _symmetric(covariance - variance * jnp.outer(gain, gain)))
+        carry = jax.tree_util.tree_map(lambda new, old: jnp.where(seen, new, old), updated, (means, covariance))
+        # where() after the division: a sqrt at 0 would put NaN in second derivatives (Laplace's Hessian)
+        standardised = jnp.where(seen, innovations / jnp.sqrt(variance), 0.0)
+        return carry, (standardised, jnp.where(seen, jnp.log(variance), 0.0))
+
+    start = (jnp.zeros((model.initial_mean.shape[0], columns.shape[1])).at[:, 0].set(model.initial_mean),
+             model.initial_covariance)
+    inputs = (model.transitions, model.process_noise, model.observations, columns, observed, noise)
+    _, (standardised, log_variances) = lax.scan(step, start, inputs)
+    residual, scaled = standardised[:, 0], standardised[:, 1:]  # (T,), (T, S)
+    # y | gamma has standardised innovations residual - scaled @ gamma, gamma ~ N(0, I); integrate gamma
+    precision = jnp.eye(scaled.shape[1]) + scaled.T @ scaled
+    cholesky = jnp.linalg.cholesky(precision)
+    projected = jax.scipy.linalg.solve_triangular(cholesky, scaled.T @ residual, lower=True)
+    count = jnp.sum(observed)
+    return (-0.5 * (count * math.log(2 * math.pi) + jnp.sum(log_variances) + residual @ residual)
+            - jnp.sum(jnp.log(jnp.diag(cholesky))) + 0.5 * projected @ projected)
 
 
 def kalman_smoother(model: StateSpace, filtered: FilterResult) -> tuple[jax.Array, jax.Array]:
