@@ -10,6 +10,9 @@ def _demo(args: argparse.Namespace) -> int:
     from ppl import demo
 
     demo.run(seed=args.seed, particles=args.particles)
+    if args.series:
+        print()
+        demo.run_series(seed=args.seed)
     if args.digits:
         print()
         demo.run_digits(seed=args.seed, shots=args.shots, test_images=args.images)
@@ -115,10 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
-        "demo", help="run a small end-to-end inference, then recognise real handwritten digits"
+        "demo", help="run a small end-to-end inference, explain a real series, recognise real handwritten digits"
     )
     demo.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     demo.add_argument("--particles", type=int, default=100_000, help="number of particles")
+    demo.add_argument("--no-series", dest="series", action="store_false",
+                      help="skip the time-series part (about a minute on a 2-core CPU)")
     demo.add_argument("--no-digits", dest="digits", action="store_false",
                       help="skip the digit recognition part (about a minute on a 2-core CPU)")
     demo.add_argument("--shots", type=int, default=5, help="training examples per digit class (default 5)")

@@ -34,3 +34,12 @@ def test_demo_recognises_real_digits(capsys):
     out = capsys.readouterr().out
     assert "accuracy" in out
     assert result["accuracy"] >= 0.6  # k = 1: 87.8% on 800 images in docs/digits.md; chance is 10%
+
+
+@pytest.mark.slow  # one compile of the series scorer (~30-60 s)
+def test_demo_explains_the_nile(capsys):
+    result = demo.run_series(seed=0)
+    assert result is not None
+    year = max(result["changepoints"].items(), key=lambda item: item[1])[0]
+    assert year == 1898
+    assert "1898" in capsys.readouterr().out

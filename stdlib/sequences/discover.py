@@ -65,7 +65,7 @@ def default_components(series: Series, periods=None, harmonics: int = 3) -> tupl
 
 
 @functools.lru_cache(maxsize=16)
-def default_grammar(components: tuple[parts.Component, ...], depth: int = 3, candidates: int = 32) -> Grammar:
+def default_grammar(components: tuple[parts.Component, ...], depth: int = 3, candidates: int = 100) -> Grammar:
     """The grammar ``discover`` uses (cached, so a second series of the same shape reuses its compilation)."""
     return Grammar(components, depth=depth, candidates=candidates,
                    laplace=ppl.infer.Laplace(restarts=1, steps=0, newton=12))
@@ -83,7 +83,7 @@ def _components(series: Series, periods) -> tuple[parts.Component, ...]:
 
 
 def discover(key: jax.Array, y, t=None, *, budget: int | ppl.infer.Budget = DEFAULT_BUDGET, periods=None,
-             components=None, depth: int = 3, candidates: int = 32, population: int = POPULATION,
+             components=None, depth: int = 3, candidates: int | None = None, population: int = POPULATION,
              keep: int = 8, progress: bool | None = None, name: str | None = None) -> Explanation:
     """The composition that explains ``y`` (see the module docstring).
 
@@ -97,7 +97,9 @@ def discover(key: jax.Array, y, t=None, *, budget: int | ppl.infer.Budget = DEFA
       periods: cycle lengths in time units to consider (default: the natural season of a dated series).
       components: the grammar's terminals, overriding the defaults.
       depth: the grammar's depth (3: up to four components).
-      candidates: changepoint times enumerated while searching (the report uses every point).
+      candidates: changepoint times enumerated while searching (the report uses every point); default
+        ``clip(10000 // T, 16, 100)``, so the enumeration's cost stays about constant with the length
+        (every point of a series of up to ~100 points).
       population: structures scored per step.
       keep: how many of the best structures the posterior keeps.
       progress: a progress bar (``None``: on for runs longer than 2 s, unless ``PPL_PROGRESS=0``).
@@ -116,6 +118,8 @@ def discover(key: jax.Array, y, t=None, *, budget: int | ppl.infer.Budget = DEFA
         bad = next(c.name for c in chosen if c.regular_only)
         raise DataError(f"{bad} needs equally spaced points but t is irregular; use ar(1) (an Ornstein-Uhlenbeck "
                         "process on irregular times) instead.")
+    if candidates is None:
+        candidates = int(np.clip(10_000 // series.length, 16, 100))
     grammar = default_grammar(chosen, depth, candidates)
     return search_series(key, grammar, series, budget=budget, population=population, keep=keep,
                          progress=progress)

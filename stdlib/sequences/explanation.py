@@ -265,7 +265,7 @@ class Explanation:
 
     def plot(self, path: str, horizon: int = 0, key: jax.Array | None = None) -> None:
         """Save a figure to ``path``: data and fit (and a forecast fan when ``horizon > 0``), each component
-        with its band, and the changepoint probabilities (needs matplotlib: the ``plots`` extra)."""
+        with its band, and the changepoint probabilities (needs matplotlib: the ``plot`` extra)."""
         from stdlib.sequences.report import plot
 
         plot(self, path, horizon, jax.random.key(0) if key is None else key)

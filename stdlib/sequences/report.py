@@ -59,7 +59,7 @@ def _paragraph(explanation, fit, theta) -> str:
                 f"(half the peak-to-peak range); in the last cycle it peaks at {where}.")
     elif kind == "ar":
         phi = float(theta[0])
-        scale = float(theta[-1]) if fit["component"].dim == 1 else float(theta[fit["component"].dim])
+        scale = float(theta[len(fit["component"].priors) - 1])
         memory = -1.0 / np.log(abs(phi)) if 0 < abs(phi) < 1 else float("inf")
         text = (f"Short-term deviations that persist (an autoregression): successive points correlate with "
                 f"coefficient {phi:.2f}, so a deviation halves in about {memory * np.log(2):.2g} steps; their "
@@ -109,7 +109,7 @@ def plot(explanation, path: str, horizon: int, key) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("plots need matplotlib: pip install 'ppl[plots]'.") from error
+        raise ImportError("plots need matplotlib: pip install 'ppl[plot]'.") from error
     series = explanation.series
     components = explanation.components
     changepoints = explanation._changepoint(0)
