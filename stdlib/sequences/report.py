@@ -30,8 +30,9 @@ def _unit(series) -> str:
 def _paragraph(explanation, fit, theta) -> str:
     series = explanation.series
     unit = _unit(series)
-    times = series.times
-    mean, kind = fit["mean"], fit["kind"]
+    on = fit["on"]  # a component on one side of a changepoint is described where it is observed
+    times = series.times[on]
+    mean, kind = fit["mean"][on], fit["kind"]
     size = float(np.std(mean))
     side = {"both": "", "before": " Before the change:", "after": " After the change:"}[fit["side"]]
     if kind == "level":
@@ -68,7 +69,8 @@ def _paragraph(explanation, fit, theta) -> str:
         text = f"Independent noise at every point with standard deviation {size:.3g}."
     else:
         text = f"A {kind} component."
-    return f"{side.strip()} {text} Its size (standard deviation over time) is {size:.3g}.".strip()
+    sized = "" if kind == "level" else f" Its size (standard deviation over time) is {size:.3g}."
+    return f"{side.strip()} {text}{sized}".strip()
 
 
 def report(explanation) -> str:
@@ -131,8 +133,9 @@ def plot(explanation, path: str, horizon: int, key) -> None:
     axes[0].set_title(f"{series.name}: {explanation.structure}")
     axes[0].legend(loc="best", fontsize=7)
     for axis, fit in zip(axes[1:], components):
-        axis.fill_between(times, fit["lower"], fit["upper"], color="C2", alpha=0.3, lw=0)
-        axis.plot(times, fit["mean"], color="C2")
+        hide = np.where(fit["on"], 1.0, np.nan)  # a component is drawn where it is observed
+        axis.fill_between(times, fit["lower"] * hide, fit["upper"] * hide, color="C2", alpha=0.3, lw=0)
+        axis.plot(times, fit["mean"] * hide, color="C2")
         axis.set_ylabel(fit["name"], fontsize=8)
     if changepoints is not None:
         candidates, probabilities = changepoints
