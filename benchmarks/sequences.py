@@ -43,6 +43,17 @@ initial population and first step, scored before the clock started, so it
 overstates the rate); *structures/s (timed steps)* counts only those scored
 while the clock ran, ``(scored[-1] - scored[1]) / seconds``.
 
+A stage that runs longer than ``--stage-limit`` seconds (default 1200) dumps
+every thread's Python traceback to stderr and exits with status 1, so a hang is
+reported rather than waited on. (Before ``ppl.linalg``, with jaxlib 0.10.2 on a
+2-core CPU, the CO2 ``discover`` deadlocked: both XLA:CPU intra-op threads
+blocked inside the batched triangular solve's ``ParallelBatchMap``
+(``lapack_strsm_ffi``), waiting for chunks they had queued on their own pool.
+The scorer now compiles without LAPACK calls; see ``ppl/linalg.py``. The report
+prints the cores the process had and ``XLA_FLAGS``.)
+The report also names the git commit and a hash of the library files the run
+imported (``ppl/``, ``stdlib/sequences/``), which may carry uncommitted edits.
+
 Targets (from the issue) are printed next to the results: CO2 RMSE < 0.85 ppm;
 95% coverage in 90-99%; CO2 ``discover`` under 60 s on a 2-core CPU.
 Numbers are printed as measured, on the machine named in the output.
@@ -51,9 +62,14 @@ Numbers are printed as measured, on the machine named in the output.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
+import hashlib
 import os
 import pathlib
 import platform
+import subprocess
+import sys
 import time
 
 import jax
@@ -88,7 +104,34 @@ def cpu_description() -> str:
     device = jax.devices()[0]
     return (f"{model}, {cores} cores available to the process; JAX backend {jax.default_backend()} "
             f"({getattr(device, 'device_kind', device.platform)}); Python {platform.python_version()}, "
-            f"jax {jax.__version__}, statsmodels {statsmodels.__version__}, pandas {pandas.__version__}")
+            f"jax {jax.__version__}, statsmodels {statsmodels.__version__}, pandas {pandas.__version__}; "
+            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '(unset)')!r}")
+
+
+def code_version() -> str:
+    """The git commit, whether the tree has edits, and a hash of the library sources this run imports."""
+    def git(*args):
+        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return result.stdout.strip() if result.returncode == 0 else "?"
+
+    digest = hashlib.sha256()
+    files = sorted([*(ROOT / "ppl").rglob("*.py"), *(ROOT / "stdlib" / "sequences").glob("*.py")])
+    for path in files:
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    dirty = " with uncommitted edits" if git("status", "--porcelain", "--", "ppl", "stdlib/sequences") else ""
+    return f"commit {git('rev-parse', '--short', 'HEAD')}{dirty}; sources sha256 {digest.hexdigest()[:12]}"
+
+
+@contextlib.contextmanager
+def stage(name: str, limit: float):
+    """Announce a stage; if it runs past ``limit`` seconds dump every thread's traceback and exit(1)."""
+    print(f"-- {name} (started {time.strftime('%H:%M:%S')}; limit {limit:.0f} s)", flush=True)
+    faulthandler.dump_traceback_later(limit, exit=True, file=sys.stderr)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 def smallest_set(candidates: np.ndarray, probabilities: np.ndarray, mass: float = 0.95) -> tuple[np.ndarray, float]:
@@ -261,7 +304,7 @@ def posterior_text(posterior) -> str:
 def report(results: dict, quick: bool) -> str:
     n, c, a, base = results["nile"], results["co2"], results["anytime"], results["baselines"]
     lines = [f"## {TITLE}", "",
-             f"Measured on {results['machine']}" + (" (quick mode: smoke test only, not the protocol's numbers)."
+             f"Measured on {results['machine']}. Code: {results['version']}" + (" (quick mode: smoke test only, not the protocol's numbers)."
                                                    if quick else "."),
              f"Run started {results['started']}; the whole script took {results['total_seconds']:.0f} s. "
              f"Load average (1 min) at start {results['load'][0]:.2f}, at end {results['load'][1]:.2f}: wall times "
@@ -320,6 +363,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--output", type=pathlib.Path, default=None,
                         help=f"where to write the Markdown (default: {PAGE.relative_to(ROOT)} for a full run, "
                              "nothing for --quick)")
+    parser.add_argument("--stage-limit", type=float, default=1200.0,
+                        help="seconds a stage may run before every thread's traceback is dumped and the run exits")
     parser.add_argument("--note", default="", help="a sentence added to the report (e.g. the machine's load)")
     args = parser.parse_args(argv)
     steps, paths = (2, 200) if args.quick else (6, 1000)
@@ -329,22 +374,27 @@ def main(argv=None) -> dict:
     begin = time.perf_counter()
     load_start = os.getloadavg()[0]
     machine = cpu_description()
-    print(f"== {TITLE}\n{machine}", flush=True)
+    version = code_version()
+    print(f"== {TITLE}\n{machine}\n{version}", flush=True)
 
-    nile_row, key, volume, years = nile(anytime_steps[1])
+    with stage(f"Nile, budget {anytime_steps[1]}", args.stage_limit):
+        nile_row, key, volume, years = nile(anytime_steps[1])
     print(f"nile: {nile_row['structure']} (p={nile_row['probability']:.3f}), {nile_row['seconds']:.1f} s, "
           f"changepoint {nile_row['changepoint']}", flush=True)
-    anytime_row = anytime(key, volume, years, nile_row, anytime_steps[0])
+    with stage(f"Nile, budget {anytime_steps[0]} (anytime check)", args.stage_limit):
+        anytime_row = anytime(key, volume, years, nile_row, anytime_steps[0])
     print(f"anytime: budget {anytime_row['short_steps']} best {anytime_row['short_score']:.3f}, budget "
           f"{anytime_row['long_steps']} best {anytime_row['long_score']:.3f}", flush=True)
-    co2_row, train, test = co2(steps, paths)
+    with stage(f"CO2, budget {steps}, {paths} forecast paths", args.stage_limit):
+        co2_row, train, test = co2(steps, paths)
     print(f"co2: {co2_row['structure']}, RMSE {co2_row['rmse']:.3f}, coverage {co2_row['coverage']:.3f}, "
           f"{co2_row['seconds']:.1f} s", flush=True)
-    baseline_rows = baselines(train, test)
+    with stage("CO2 baselines (statsmodels)", args.stage_limit):
+        baseline_rows = baselines(train, test)
     for b in baseline_rows:
         print(f"{b['name']}: RMSE {b['rmse']:.3f}, coverage {b['coverage']:.3f}", flush=True)
 
-    results = {"machine": machine, "started": started, "total_seconds": time.perf_counter() - begin,
+    results = {"machine": machine, "version": version, "started": started, "total_seconds": time.perf_counter() - begin,
                "load": (load_start, os.getloadavg()[0]),
                "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                "note": args.note, "nile": nile_row, "anytime": anytime_row, "co2": co2_row,

@@ -52,6 +52,7 @@ import jax.numpy as jnp
 from numpyro import distributions as dist
 from numpyro.distributions import Distribution
 
+from ppl import linalg
 from ppl.choices import split_address
 from ppl.errors import CompositionError, PPLError
 from ppl.interface import GenerativeFunction
@@ -122,10 +123,10 @@ def _multivariate_normal_product(a: dist.MultivariateNormal, b: dist.Multivariat
     """
     cov_a, cov_b = a.covariance_matrix, b.covariance_matrix
     total = cov_a + cov_b
-    cov = cov_a @ jnp.linalg.solve(total, cov_b)
+    cov = cov_a @ linalg.solve(total, cov_b)
     cov = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
     loc_a, loc_b = a.loc[..., None], b.loc[..., None]
-    loc = (cov_b @ jnp.linalg.solve(total, loc_a) + cov_a @ jnp.linalg.solve(total, loc_b))[..., 0]
+    loc = (cov_b @ linalg.solve(total, loc_a) + cov_a @ linalg.solve(total, loc_b))[..., 0]
     log_z = dist.MultivariateNormal(b.loc, total).log_prob(a.loc)
     return dist.MultivariateNormal(loc, covariance_matrix=cov), log_z
 

@@ -59,6 +59,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
+from ppl import linalg
 from ppl.choices import ChoiceMap, as_choice_map
 from ppl.errors import InferenceError
 from ppl.infer.arguments import join_args, split_args
@@ -213,7 +214,7 @@ def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args)
         Marquardt), so every step climbs even where ``g`` is not concave yet; accepted only if it raises
         ``g``, the damping shrinking after a success and growing after a failure."""
         x, value, gradient, hessian, damping = carry
-        values, vectors = jnp.linalg.eigh(hessian)
+        values, vectors = linalg.eigh(hessian)
         size = jnp.max(jnp.abs(values))
         step = vectors @ ((vectors.T @ (gradient * mask)) / (jnp.abs(values) + damping * size)) * mask
         candidate = local(x + step)
@@ -224,7 +225,7 @@ def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args)
 
     (flat, value, gradient, hessian, _), _ = lax.scan(newton_step, (flat, *local(flat), jnp.asarray(1e-6, flat.dtype)),
                                                      None, length=newton)
-    cholesky = jnp.linalg.cholesky(hessian)
+    cholesky = linalg.cholesky(hessian)
     positive = jnp.all(jnp.isfinite(cholesky))
     log_det = 2.0 * jnp.sum(jnp.log(jnp.diag(cholesky)))
     dimension = jnp.sum(mask)

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ppl import linalg
 from ppl.choices import as_choice_map
 from ppl.errors import ShapeError
 from ppl.infer.unconstrained import log_density
@@ -128,7 +129,7 @@ def _laplace(model, z, component, image, params, occluder_sides):
     mean = rendering(flat)
     weights = pixels(mean.reshape(image.shape), params, occluder_sides).curvature(image).ravel()
     precision = -jax.hessian(prior)(flat) + jacobian.T @ (weights[:, None] * jacobian)
-    _, log_det = jnp.linalg.slogdet(precision)
+    _, log_det = linalg.slogdet(precision)
     return 0.5 * flat.shape[0] * jnp.log(2 * jnp.pi) - 0.5 * log_det
 
 

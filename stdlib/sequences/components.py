@@ -54,7 +54,7 @@ import numpy as np
 from jax import lax
 
 import ppl
-from ppl import dist
+from ppl import dist, linalg
 from ppl.errors import CompositionError
 
 __all__ = [
@@ -280,7 +280,7 @@ def ar(order: int = 1, scale: float = 0.5) -> Component:
     def initial(theta, s):
         matrix, noise = companion(theta), innovation(theta)
         kron = jnp.kron(matrix, matrix)
-        stationary = jnp.linalg.solve(jnp.eye(order * order) - kron, noise.reshape(-1)).reshape(order, order)
+        stationary = linalg.solve(jnp.eye(order * order) - kron, noise.reshape(-1)).reshape(order, order)
         return jnp.zeros(order), 0.5 * (stationary + stationary.T)
 
     return Component(f"ar({order})", "ar", order, priors, transition, initial,
@@ -300,7 +300,7 @@ def white_noise(scale: float = 0.5) -> Component:
 
 
 def _square_root(covariance: jax.Array) -> jax.Array:
-    values, vectors = jnp.linalg.eigh(0.5 * (covariance + covariance.T))
+    values, vectors = linalg.eigh(0.5 * (covariance + covariance.T))
     return vectors * jnp.sqrt(jnp.clip(values, 0.0))
 
 

@@ -37,6 +37,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ppl import linalg
+
 __all__ = ["FilterResult", "StateSpace", "kalman_filter", "kalman_smoother", "regression_log_likelihood",
            "sample_gaussian", "simulate_forward"]
 
@@ -171,8 +173,8 @@ def regression_log_likelihood(model: StateSpace, y: jax.Array, design: jax.Array
     residual, scaled = standardised[:, 0], standardised[:, 1:]  # (T,), (T, S)
     # y | gamma has standardised innovations residual - scaled @ gamma, gamma ~ N(0, I); integrate gamma
     precision = jnp.eye(scaled.shape[1]) + scaled.T @ scaled
-    cholesky = jnp.linalg.cholesky(precision)
-    projected = jax.scipy.linalg.solve_triangular(cholesky, scaled.T @ residual, lower=True)
+    cholesky = linalg.cholesky(precision)
+    projected = linalg.solve_triangular(cholesky, scaled.T @ residual, lower=True)
     count = jnp.sum(observed)
     return (-0.5 * (count * math.log(2 * math.pi) + jnp.sum(log_variances) + residual @ residual)
             - jnp.sum(jnp.log(jnp.diag(cholesky))) + 0.5 * projected @ projected)
@@ -185,7 +187,7 @@ def kalman_smoother(model: StateSpace, filtered: FilterResult) -> tuple[jax.Arra
         next_mean, next_covariance = carry
         mean, covariance, next_predicted_mean, next_predicted_covariance, next_transition = inputs
         cross = covariance @ next_transition.T
-        gain = jnp.linalg.solve(next_predicted_covariance + JITTER * jnp.eye(mean.shape[0]), cross.T).T
+        gain = linalg.solve(next_predicted_covariance + JITTER * jnp.eye(mean.shape[0]), cross.T).T
         mean = mean + gain @ (next_mean - next_predicted_mean)
         covariance = _symmetric(covariance + gain @ (next_covariance - next_predicted_covariance) @ gain.T)
         return (mean, covariance), (mean, covariance)
@@ -199,7 +201,7 @@ def kalman_smoother(model: StateSpace, filtered: FilterResult) -> tuple[jax.Arra
 
 def sample_gaussian(key: jax.Array, mean: jax.Array, covariance: jax.Array) -> jax.Array:
     """One draw from ``N(mean, covariance)`` for a possibly singular covariance (eigen-decomposition)."""
-    values, vectors = jnp.linalg.eigh(_symmetric(covariance))
+    values, vectors = linalg.eigh(_symmetric(covariance))
     noise = jax.random.normal(key, mean.shape)
     return mean + vectors @ (jnp.sqrt(jnp.clip(values, 0.0)) * noise)
 
