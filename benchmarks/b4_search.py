@@ -1,11 +1,13 @@
 """B4 - search over compositions: structures scored per second, and one compilation for all.
 
-The time-series grammar of ``docs/composition.md`` (terminals ``level``,
-``trend``, ``periodic``; operators ``+``, ``*``, ``changepoint``; depth 3: 2,703
-structures) on a 200-point series simulated from ``trend + periodic``. Each
-structure is scored by ``ppl.infer.score_structures``: its structure prior plus
-an importance-sampling estimate of ``log p(series | structure)`` with ``N``
-particles, a whole batch of different structures in one compiled call.
+The time-series grammar of ``docs/composition.md``, from
+:mod:`stdlib.sequences.simple` (terminals ``level``, ``trend`` centred on the
+axis, ``periodic`` with 4 cycles; operators ``+``, ``*``, ``changepoint``;
+depth 3: 2,703 structures) on a 200-point series simulated from
+``trend + periodic``. Each structure is scored by
+``ppl.infer.score_structures``: its structure prior plus an importance-sampling
+estimate of ``log p(series | structure)`` with ``N`` particles, a whole batch of
+different structures in one compiled call.
 
 Measured, in one process:
 
@@ -33,6 +35,7 @@ import numpy as np
 import ppl
 from benchmarks import common
 from ppl import dist
+from stdlib.sequences import simple
 
 NAME = "b4"
 TITLE = "B4 - search over compositions: structures scored per second (time-series grammar, 200 points)"
@@ -47,40 +50,15 @@ TIME_AXIS = jnp.linspace(0.0, 1.0, POINTS)
 traces: list[int] = []
 
 
-@ppl.model
-def level(t):
-    return ppl.sample("value", dist.Normal(0.0, 1.0)) * jnp.ones_like(t)
-
-
-@ppl.model
-def trend(t):
-    return ppl.sample("slope", dist.Normal(0.0, 1.0)) * (t - 0.5)
-
-
-@ppl.model
-def periodic(t):
-    amplitude = ppl.sample("amplitude", dist.HalfNormal(1.0))
-    phase = ppl.sample("phase", dist.Uniform(0.0, 2 * jnp.pi))
-    return amplitude * jnp.sin(2 * jnp.pi * 4 * t + phase)
-
-
-@ppl.model
-def changepoint(before, after, t):
-    time_ = ppl.sample("time", dist.Uniform(0.0, 1.0))
-    weight = jax.nn.sigmoid((t - time_) * 50.0)
-    return (1 - weight) * before + weight * after
-
-
 def observe(f, t):
     traces.append(1)  # once per trace of space.model
     return dist.Normal(f, 0.3).to_event(1)
 
 
-SPACE = ppl.Space(
-    terminals={"level": level, "trend": trend, "periodic": periodic},
-    operators={"+": lambda a, b: a + b, "*": lambda a, b: a * b, "changepoint": changepoint},
+SPACE = simple.space(
+    {"level": simple.level, "trend": simple.trend(origin=0.5), "periodic": simple.periodic(4)},
     depth=3,
-    observe=observe,
+    noise=observe,
 )
 
 

@@ -27,6 +27,13 @@ Two series shipped with statsmodels (no download), fixed seeds:
   seasonal_order=(0,1,1,12))`` and ``UnobservedComponents(level="local linear
   trend", seasonal=12)``; point forecast = ``get_forecast(120).predicted_mean``,
   95% interval = ``conf_int(alpha=0.05)``.
+- **Recovery.** ``--seeds`` (default 10) series of 96 monthly points simulated
+  from five structures of the grammar with fixed settings (``RECOVERY_CASES``:
+  a line and a yearly cycle, a level shift, an AR(1) and a cycle, a line and an
+  AR(1), a random walk; seed ``s`` simulates case ``s % 5``); ``discover(key(s),
+  y, periods=(12,), budget=6)``. Recovered: the most probable structure has the
+  generating components on the same sides of any changepoint (``Grammar.signature``).
+  Target (issue): at least 9 of 10.
 - **Anytime.** Nile again with the same key and budget 2; the best score
   (``found.scores[0]``) of the budget-6 run must be >= that of the budget-2 run.
 
@@ -187,7 +194,7 @@ def nile(steps: int) -> dict:
         "best_score": float(found.scores[0]),
         "history": np.asarray(found.history).tolist(),
     }
-    changepoint = explanation._changepoint(0)
+    changepoint = explanation._changepoint(explanation._best)
     if changepoint is None:
         row["changepoint"] = None
     else:
@@ -204,6 +211,63 @@ def nile(steps: int) -> dict:
             "total": float(probabilities.sum()),
         }
     return row, key, volume, years
+
+
+RECOVERY_LENGTH = 96  # monthly points (eight years)
+RECOVERY_CASES = (  # (the generating structure, as space.encode takes it; its formula)
+    (("+", "linear_trend", "periodic(12)"), "0.03 t + sin(2 pi t / 12) + N(0, 0.3^2)"),
+    (("changepoint", "level", "level"), "0 up to t = 55, then 1.5; + N(0, 0.4^2)"),
+    (("+", "ar(1)", "periodic(12)"), "AR(1) (phi 0.8, innovations 0.4) + sin(2 pi t / 12) + N(0, 0.1^2)"),
+    (("+", "linear_trend", "ar(1)"), "0.06 t + AR(1) (phi 0.6, innovations 0.4) + N(0, 0.1^2)"),
+    ("random_walk", "a random walk (steps N(0, 0.3^2)) + N(0, 0.1^2)"),
+)
+
+
+def simulated(case: int, seed: int) -> np.ndarray:
+    """Recovery case ``case`` (see ``RECOVERY_CASES``) simulated with NumPy seed ``seed``, ``RECOVERY_LENGTH``
+    points at ``t = 0, 1, ...`` (monthly, so the natural period is 12)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(RECOVERY_LENGTH, dtype=float)
+
+    def autoregression(phi, scale):
+        values = np.zeros(RECOVERY_LENGTH)
+        values[0] = rng.normal(0.0, scale / np.sqrt(1 - phi**2))
+        for i in range(1, RECOVERY_LENGTH):
+            values[i] = phi * values[i - 1] + rng.normal(0.0, scale)
+        return values
+
+    cycle = np.sin(2 * np.pi * t / 12)
+    if case == 0:
+        return 0.03 * t + cycle + rng.normal(0.0, 0.3, t.size)
+    if case == 1:
+        return np.where(t > 55, 1.5, 0.0) + rng.normal(0.0, 0.4, t.size)
+    if case == 2:
+        return autoregression(0.8, 0.4) + cycle + rng.normal(0.0, 0.1, t.size)
+    if case == 3:
+        return 0.06 * t + autoregression(0.6, 0.4) + rng.normal(0.0, 0.1, t.size)
+    return np.cumsum(rng.normal(0.0, 0.3, t.size)) + rng.normal(0.0, 0.1, t.size)
+
+
+def recovery(seeds: int, steps: int) -> dict:
+    """``discover`` on ``seeds`` simulated series (seed ``s`` simulates case ``s % len(RECOVERY_CASES)``, with
+    periods=(12,)): whether the most probable structure is the generating one (same components on the same
+    sides, however the tree is written)."""
+    rows = []
+    for seed in range(seeds):
+        case = seed % len(RECOVERY_CASES)
+        expression, formula = RECOVERY_CASES[case]
+        y = simulated(case, seed)
+        explanation, seconds, _ = timed_discover(jax.random.key(seed), y, periods=(12,), progress=False,
+                                                 budget=ppl.infer.Budget(steps=steps), name=f"simulated {seed}")
+        grammar = explanation.grammar
+        truth = grammar.signature(grammar.space.encode(expression))
+        best = grammar.signature(explanation.found.codes[explanation._best])
+        rows.append({"seed": seed, "truth": grammar.space.describe(grammar.space.encode(expression)),
+                     "formula": formula, "found": explanation.structure, "probability": explanation.posterior[0][1],
+                     "recovered": best == truth, "seconds": seconds})
+        print(f"recovery seed {seed}: truth {rows[-1]['truth']}, found {rows[-1]['found']} "
+              f"(p={rows[-1]['probability']:.2f}), {seconds:.1f} s", flush=True)
+    return {"rows": rows, "recovered": sum(r["recovered"] for r in rows), "seeds": seeds}
 
 
 def anytime(key, volume, years, long_row: dict, short_steps: int) -> dict:
@@ -237,7 +301,7 @@ def rmse(prediction, truth) -> float:
     return float(np.sqrt(np.mean((np.asarray(prediction, float) - np.asarray(truth, float)) ** 2)))
 
 
-def co2(steps: int, paths: int) -> dict:
+def co2(steps: int, paths: int, figures: pathlib.Path | None = None) -> dict:
     train, test = co2_data()
     key = jax.random.key(0)
     explanation, seconds, cpu_seconds = timed_discover(key, train, periods=(12,),
@@ -248,6 +312,9 @@ def co2(steps: int, paths: int) -> dict:
     table = explanation.forecast_table(jax.random.key(1), HORIZON, n=paths, levels=(95,))
     forecast_seconds = time.perf_counter() - start
     structure = explanation.structure
+    if figures is not None:
+        figures.mkdir(parents=True, exist_ok=True)
+        explanation.plot(str(figures / "sequences_co2.png"), horizon=HORIZON, key=jax.random.key(1))
     return {
         "train": len(train),
         "test": len(test),
@@ -302,7 +369,7 @@ def posterior_text(posterior) -> str:
 
 
 def report(results: dict, quick: bool) -> str:
-    n, c, a, base = results["nile"], results["co2"], results["anytime"], results["baselines"]
+    n, c, a, base, r = results["nile"], results["co2"], results["anytime"], results["baselines"], results["recovery"]
     lines = [f"## {TITLE}", "",
              f"Measured on {results['machine']}. Code: {results['version']}" + (" (quick mode: smoke test only, not the protocol's numbers)."
                                                    if quick else "."),
@@ -348,6 +415,16 @@ def report(results: dict, quick: bool) -> str:
               f"{verdict(TARGET_COVERAGE[0] <= c['coverage'] <= TARGET_COVERAGE[1])}; "
               f"discover {c['seconds']:.1f} s < {TARGET_SECONDS:.0f} s: {verdict(c['seconds'] < TARGET_SECONDS)} "
               f"(on this machine: {results['cores']} cores)."),
+              "", (f"### Recovery: simulated series ({r['seeds']} seeds, {RECOVERY_LENGTH} monthly points, "
+                   "periods=(12,), budget 6)"), "",
+              common.markdown_table(["seed", "generating structure", "simulated as", "found", "probability",
+                                     "recovered", "seconds"],
+                                    [[row["seed"], f"`{row['truth']}`", row["formula"], f"`{row['found']}`",
+                                      f"{row['probability']:.2f}", "yes" if row["recovered"] else "**no**",
+                                      f"{row['seconds']:.1f}"] for row in r["rows"]]), "",
+              (f"Recovered {r['recovered']} of {r['seeds']} (target: at least 9 of 10): "
+               f"{verdict(r['recovered'] >= 0.9 * r['seeds'])}. Recovered means the most probable structure has "
+               "the generating components on the same sides of any changepoint, however the tree is written."),
               "", "### Anytime (Nile, same key)", "",
               (f"Best score with budget {a['short_steps']}: {a['short_score']:.3f} (`{a['short_structure']}`, "
               f"{a['short_seconds']:.1f} s, compilation reused); with budget {a['long_steps']}: {a['long_score']:.3f} "
@@ -366,6 +443,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--stage-limit", type=float, default=1200.0,
                         help="seconds a stage may run before every thread's traceback is dumped and the run exits")
     parser.add_argument("--note", default="", help="a sentence added to the report (e.g. the machine's load)")
+    parser.add_argument("--seeds", type=int, default=10, help="simulated series in the recovery check")
+    parser.add_argument("--figures", type=pathlib.Path, default=None,
+                        help="a folder for the CO2 figure (default: docs/figures for a full run)")
     args = parser.parse_args(argv)
     steps, paths = (2, 200) if args.quick else (6, 1000)
     anytime_steps = (1, 2) if args.quick else (2, 6)
@@ -385,10 +465,14 @@ def main(argv=None) -> dict:
         anytime_row = anytime(key, volume, years, nile_row, anytime_steps[0])
     print(f"anytime: budget {anytime_row['short_steps']} best {anytime_row['short_score']:.3f}, budget "
           f"{anytime_row['long_steps']} best {anytime_row['long_score']:.3f}", flush=True)
+    figures = args.figures if args.figures is not None else (None if args.quick else ROOT / "docs" / "figures")
     with stage(f"CO2, budget {steps}, {paths} forecast paths", args.stage_limit):
-        co2_row, train, test = co2(steps, paths)
+        co2_row, train, test = co2(steps, paths, figures)
     print(f"co2: {co2_row['structure']}, RMSE {co2_row['rmse']:.3f}, coverage {co2_row['coverage']:.3f}, "
           f"{co2_row['seconds']:.1f} s", flush=True)
+    with stage(f"recovery, {args.seeds} simulated series", args.stage_limit * 2):
+        recovery_row = recovery(args.seeds, 2 if args.quick else 6)
+    print(f"recovery: {recovery_row['recovered']} of {recovery_row['seeds']}", flush=True)
     with stage("CO2 baselines (statsmodels)", args.stage_limit):
         baseline_rows = baselines(train, test)
     for b in baseline_rows:
@@ -398,7 +482,7 @@ def main(argv=None) -> dict:
                "load": (load_start, os.getloadavg()[0]),
                "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                "note": args.note, "nile": nile_row, "anytime": anytime_row, "co2": co2_row,
-               "baselines": baseline_rows}
+               "baselines": baseline_rows, "recovery": recovery_row}
     markdown = report(results, args.quick)
     print(markdown, flush=True)
     output = args.output if args.output is not None else (None if args.quick else PAGE)

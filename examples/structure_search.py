@@ -2,8 +2,9 @@
 
 Loads the weekly Mauna Loa CO2 record shipped with statsmodels, averages it to
 months, keeps the last 200 months (1985-2001), standardises it, and searches
-the time-series grammar of ``docs/composition.md`` (level, trend, yearly
-periodic; ``+``, ``*``, changepoint; depth 3: 2,703 structures) with
+the time-series grammar of ``docs/composition.md``
+(:mod:`stdlib.sequences.simple`: level, trend, yearly periodic; ``+``, ``*``,
+changepoint; depth 3: 2,703 structures) with
 ``ppl.infer.search``: MAP search (each structure scored by its prior plus the
 Laplace evidence at its MAP, ``score=ppl.infer.laplace``) or, with
 ``particles``, importance sampling with 1,024 particles per structure. Prints
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ppl
-from ppl import dist
+from stdlib.sequences import simple
 
 MONTHS = 200
 
@@ -34,35 +35,10 @@ def load_co2() -> np.ndarray:
     return (monthly - monthly.mean()) / monthly.std()
 
 
-@ppl.model
-def level(t):
-    return ppl.sample("value", dist.Normal(0.0, 1.0)) * jnp.ones_like(t)
-
-
-@ppl.model
-def trend(t):
-    return ppl.sample("slope", dist.Normal(0.0, 2.0)) * (t - 0.5)
-
-
-@ppl.model
-def yearly(t):
-    amplitude = ppl.sample("amplitude", dist.HalfNormal(1.0))
-    phase = ppl.sample("phase", dist.Uniform(0.0, 2 * jnp.pi))
-    return amplitude * jnp.sin(2 * jnp.pi * (MONTHS / 12) * t + phase)
-
-
-@ppl.model
-def changepoint(before, after, t):
-    time = ppl.sample("time", dist.Uniform(0.0, 1.0))
-    weight = jax.nn.sigmoid((t - time) * 50.0)
-    return (1 - weight) * before + weight * after
-
-
-SPACE = ppl.Space(
-    terminals={"level": level, "trend": trend, "yearly": yearly},
-    operators={"+": lambda a, b: a + b, "*": lambda a, b: a * b, "changepoint": changepoint},
+SPACE = simple.space(
+    {"level": simple.level, "trend": simple.trend(scale=2.0, origin=0.5), "yearly": simple.periodic(MONTHS / 12)},
     depth=3,
-    observe=lambda f, t: dist.Normal(f, 0.2).to_event(1),
+    noise=0.2,
 )
 
 

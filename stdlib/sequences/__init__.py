@@ -7,10 +7,16 @@
   ``local_linear_trend``, ``random_walk``, ``periodic``, ``ar``, ``white_noise``;
   each an ordinary ``@ppl.model`` (``component.model``) and the state-space form
   of the same distribution.
+- :mod:`~stdlib.sequences.switching`: ``regimes(k)``, hidden-Markov switching
+  between ``k`` levels, integrated exactly by the forward algorithm (with
+  forward-backward smoothing, forecasts and a ``ppl.unfold`` for particle filters).
 - :mod:`~stdlib.sequences.grammar`: sums of components with at most one
   changepoint, as a ``ppl.Space``; ``grammar.score`` is ``ppl.infer.search``'s
   score with every state and the changepoint time integrated out exactly and the
   few hyperparameters by the core's Laplace approximation.
+- :mod:`~stdlib.sequences.simple`: the small grammar with every parameter
+  explicit (``level``, ``trend``, ``periodic``, ``+``, ``*``, ``changepoint``;
+  ``simple.space(...)``) that the guides, tests and benchmarks search.
 - :mod:`~stdlib.sequences.data`: a user's series (array, pandas, dates, NaNs,
   irregular times) checked and standardised.
 - :mod:`~stdlib.sequences.discover`: ``discover(key, y, t=None, budget=...)``, the
@@ -28,9 +34,10 @@ Example::
     'changepoint(level, level)'
 """
 
-from stdlib.sequences import components, data, grammar, statespace  # noqa: F401
+from stdlib.sequences import components, data, grammar, simple, statespace, switching  # noqa: F401
 from stdlib.sequences.components import *
 from stdlib.sequences.data import Series, prepare  # noqa: F401
 from stdlib.sequences.discover import default_components, discover  # noqa: F401
 from stdlib.sequences.explanation import Explanation, ForecastTable  # noqa: F401
 from stdlib.sequences.grammar import Grammar, changepoint_candidates  # noqa: F401
+from stdlib.sequences.switching import regimes  # noqa: F401

@@ -100,6 +100,8 @@ class Component:
         or ``"noise"`` (independent at every point: it adds to the observation variance).
       columns: static components: ``(theta, elapsed, scale) -> (T, dim)``, the contribution at
         ``elapsed = u - u[0]`` of each standard-normal coefficient (``h Phi(elapsed) L``, ``L L^T = P0``).
+      explicit: ``component -> model``: the explicit generative model, for components that are not
+        linear-Gaussian (``regimes``); default: built from the state-space form.
     """
 
     name: str
@@ -113,6 +115,7 @@ class Component:
     regular_only: bool = False
     role: str = "dynamic"
     columns: Callable | None = None
+    explicit: Callable | None = None
 
     @property
     def hyper_names(self) -> tuple[str, ...]:
@@ -126,7 +129,7 @@ class Component:
     @functools.cached_property
     def model(self) -> ppl.GenerativeFunction:
         """The component as an ordinary generative model of the scaled times ``u`` ``(T,)``, returning ``(T,)``."""
-        return _explicit_model(self)
+        return self.explicit(self) if self.explicit is not None else _explicit_model(self)
 
     def settings(self, standard: jax.Array) -> jax.Array:
         """The hyperparameters ``(HYPER_SIZE,)`` from standard-normal draws ``standard`` ``(R >= len(priors),)``:
@@ -273,7 +276,11 @@ def ar(order: int = 1, scale: float = 0.5) -> Component:
 
     def transition(theta, dt, s):
         if order == 1:
-            phi = jnp.sign(theta[0]) * jnp.abs(theta[0]) ** (dt / s.step)
+            # phi^(dt / step), written so that its derivatives stay finite at phi = 0 and dt = 0 (the start
+            # of Laplace's Newton steps is phi = 0, the prior median); exactly phi on regular steps
+            ratio = dt / s.step
+            power = jnp.sign(theta[0]) * jnp.exp(ratio * jnp.log(jnp.maximum(jnp.abs(theta[0]), 1e-6)))
+            phi = jnp.where(jnp.abs(ratio - 1.0) < 1e-4, theta[0], power)
             return phi.reshape(1, 1), (theta[1] ** 2 * (1 - phi**2) / jnp.maximum(1 - theta[0] ** 2, 1e-6)).reshape(1, 1)
         return companion(theta), innovation(theta)
 

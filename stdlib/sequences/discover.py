@@ -35,7 +35,8 @@ from stdlib.sequences.data import Series, prepare
 from stdlib.sequences.explanation import Explanation
 from stdlib.sequences.grammar import Grammar
 
-__all__ = ["DEFAULT_BUDGET", "default_components", "default_grammar", "discover", "search_series"]
+__all__ = ["DEFAULT_BUDGET", "default_components", "default_grammar", "discover", "search_series",
+           "simplest_structures"]
 
 DEFAULT_BUDGET = ppl.infer.Budget(steps=6)
 POPULATION = 12
@@ -68,7 +69,7 @@ def default_components(series: Series, periods=None, harmonics: int = 3) -> tupl
 def default_grammar(components: tuple[parts.Component, ...], depth: int = 3, candidates: int = 100) -> Grammar:
     """The grammar ``discover`` uses (cached, so a second series of the same shape reuses its compilation)."""
     return Grammar(components, depth=depth, candidates=candidates,
-                   laplace=ppl.infer.Laplace(restarts=1, steps=0, newton=12))
+                   laplace=ppl.infer.Laplace(restarts=5, steps=0, newton=20))
 
 
 _COMPONENTS: dict[tuple, tuple] = {}
@@ -121,8 +122,28 @@ def discover(key: jax.Array, y, t=None, *, budget: int | ppl.infer.Budget = DEFA
     if candidates is None:
         candidates = int(np.clip(10_000 // series.length, 16, 100))
     grammar = default_grammar(chosen, depth, candidates)
+    start_key, key = jax.random.split(key)
     return search_series(key, grammar, series, budget=budget, population=population, keep=keep,
-                         progress=progress)
+                         progress=progress, init=simplest_structures(start_key, grammar, population))
+
+
+def simplest_structures(key: jax.Array, grammar: Grammar, population: int) -> np.ndarray:
+    """The search's first population ``(population, L)``: every component alone, then structures of two
+    (``a + b`` and, when the grammar has changepoints, ``changepoint(a, b)``, in an order drawn with
+    ``key``), then draws from the grammar's prior. Like the Automatic Statistician's greedy expansion, the
+    search starts from the simplest explanations and grows them."""
+    names = [c.name for c in grammar.components if c.role != "regimes"]
+    pairs = [("+", a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    if grammar.changepoint:
+        pairs += [("changepoint", a, b) for a in names for b in names]
+    names = [c.name for c in grammar.components]
+    pair_key, prior_key = jax.random.split(key)
+    order = np.asarray(jax.random.permutation(pair_key, len(pairs))) if pairs else np.zeros(0, int)
+    expressions = (names + [pairs[i] for i in order])[:population]
+    codes = [np.asarray(grammar.space.encode(e)) for e in expressions]
+    if len(codes) < population:
+        codes += list(np.asarray(jax.vmap(grammar.space.sample)(jax.random.split(prior_key, population - len(codes)))))
+    return np.stack(codes).astype(np.int32)
 
 
 def search_series(key, grammar: Grammar, series: Series, *, budget, population: int, keep: int,

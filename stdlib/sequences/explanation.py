@@ -30,13 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stdlib.sequences import statespace
+from stdlib.sequences import statespace, switching
 from stdlib.sequences.data import Series
 from stdlib.sequences.grammar import AFTER, BEFORE, Grammar
 
 __all__ = ["ComponentFit", "Explanation", "ForecastTable"]
 
-LEVELISH = ("level", "linear_trend", "local_linear_trend", "random_walk")
+LEVELISH = ("level", "linear_trend", "local_linear_trend", "random_walk", "regimes")
 
 
 class ComponentFit(dict):
@@ -96,15 +96,35 @@ class Explanation:
     # -- the posterior over structures -----------------------------------------------------------
     @property
     def structure(self) -> str:
-        """The best structure as a formula."""
-        return self.grammar.space.describe(self.found.codes[0])
+        """The most probable structure as a formula."""
+        return self.posterior[0][0]
+
+    @functools.cached_property
+    def _groups(self) -> list[tuple[str, float, float, list[int]]]:
+        """The found codes grouped by the function they denote (``a + b`` and ``b + a``, or ``(a + b) + c``
+        and ``a + (b + c)``, are one structure: the same components on the same sides of the changepoint):
+        ``[(formula, probability, log_evidence, indices), ...]``, most probable first; a group's formula and
+        evidence are its best-scored member's, its probability the sum of its members'."""
+        groups: dict[tuple, list[int]] = {}
+        for index, (code, evidence) in enumerate(zip(self.found.codes, self.found.log_evidence)):
+            if np.isfinite(evidence):
+                groups.setdefault(self.grammar.signature(code), []).append(index)
+        rows = [(self.grammar.space.describe(self.found.codes[members[0]]),
+                 float(np.sum(self.found.probabilities[members])), float(self.found.log_evidence[members[0]]),
+                 members) for members in groups.values()]
+        return sorted(rows, key=lambda row: -row[1])
+
+    @property
+    def _best(self) -> int:
+        """The index (in ``found``) of the most probable structure's best-scored code."""
+        return self._groups[0][3][0]
 
     @property
     def posterior(self) -> list[tuple[str, float, float]]:
-        """``[(formula, probability, log_evidence), ...]``, best first: probabilities normalised over every
-        structure the search scored (unscored structures count as 0)."""
-        return [(self.grammar.space.describe(code), float(p), float(e)) for code, p, e in
-                zip(self.found.codes, self.found.probabilities, self.found.log_evidence) if np.isfinite(e)]
+        """``[(formula, probability, log_evidence), ...]``, most probable first: probabilities normalised over
+        every structure the search scored (unscored structures count as 0), codes that denote the same
+        function merged (their probabilities added)."""
+        return [row[:3] for row in self._groups]
 
     @property
     def _weights(self) -> np.ndarray:
@@ -159,13 +179,49 @@ class Explanation:
         means, covariances = statespace.kalman_smoother(model, filtered)
         return model, np.asarray(means), np.asarray(covariances)
 
+    @functools.lru_cache(maxsize=16)  # noqa: B019
+    def _switching(self, index: int):
+        """For a ``regimes`` structure: ``(component, theta, noise_variance, probabilities (T, k))``, the
+        regime posterior by forward-backward at the mode; ``None`` for a linear-Gaussian structure."""
+        kinds = np.asarray(self.grammar.slots_of(self.found.codes[index])[0])
+        slots = [slot for slot in np.flatnonzero(kinds) if self.grammar.components[kinds[slot] - 1].role == "regimes"]
+        if not slots:
+            return None
+        mode = self._mode(index)
+        thetas = self.grammar.thetas(jnp.asarray(kinds), mode["settings"])
+        variance = mode["noise"] ** 2 + jnp.sum(self.grammar.noise_variances(jnp.asarray(kinds), thetas,
+                                                                             self.series.time_scale))
+        component, theta = self.grammar.components[kinds[slots[0]] - 1], thetas[slots[0]]
+        probabilities = switching.smooth(theta, component.dim, jnp.asarray(self.series.values), variance,
+                                       jnp.asarray(self.series.observed))
+        return component, theta, variance, np.asarray(probabilities)
+
     # -- components -----------------------------------------------------------------------------
     def components_of(self, index: int = 0) -> list[ComponentFit]:
         """Structure ``index``'s components (see :attr:`components`)."""
-        model, means, covariances = self._smoothed(index)
         kinds, sides, _ = (np.asarray(a) for a in self.grammar.slots_of(self.found.codes[index]))
-        dim, rows = self.grammar.dim, np.asarray(model.observations)
+        switching = self._switching(index)
         fits = []
+        if switching is not None:  # the regime level's posterior mean and sd; noise slots have mean 0
+            _, theta, _, probabilities = switching
+            mode = self._mode(index)
+            thetas = self.grammar.thetas(jnp.asarray(kinds), mode["settings"])
+            variances = np.asarray(self.grammar.noise_variances(jnp.asarray(kinds), thetas, self.series.time_scale))
+            for slot in np.flatnonzero(kinds):
+                component = self.grammar.components[kinds[slot] - 1]
+                if component.role == "regimes":
+                    levels = np.asarray(switching.levels_and_stay(theta, component.dim)[0])
+                    mean = probabilities @ levels
+                    variance = probabilities @ levels**2 - mean**2
+                else:
+                    mean, variance = np.zeros(self.series.length), np.full(self.series.length, variances[slot])
+                fits.append(ComponentFit(name=component.name, kind=component.kind, component=component,
+                                         side="both", on=np.ones(self.series.length, bool),
+                                         mean=mean * self.series.scale,
+                                         sd=np.sqrt(np.clip(variance, 0, None)) * self.series.scale))
+            return self._finish(fits)
+        model, means, covariances = self._smoothed(index)
+        dim, rows = self.grammar.dim, np.asarray(model.observations)
         for slot in np.flatnonzero(kinds):
             block = slice(slot * dim, (slot + 1) * dim)
             h = rows[:, block]
@@ -176,6 +232,10 @@ class Explanation:
                                      side=("both", "before", "after")[sides[slot]], on=np.any(h != 0, axis=1),
                                      mean=mean * self.series.scale, sd=np.sqrt(np.clip(variance, 0, None))
                                      * self.series.scale))
+        return self._finish(fits)
+
+    def _finish(self, fits: list[ComponentFit]) -> list[ComponentFit]:
+        """Give the series' mean to one component and add the 95% bands."""
         # the series' mean goes to the first level-like component seen everywhere, else to the first one on
         # each side of the changepoint (each is on only on its side, so the sum stays the fit)
         def first(group):
@@ -196,7 +256,7 @@ class Explanation:
     def components(self) -> list[ComponentFit]:
         """The best structure's components: each a :class:`ComponentFit` with ``mean``, ``lower``, ``upper``
         ``(T,)`` (95% band) in the user's units; they sum to the fit."""
-        return self.components_of(0)
+        return self.components_of(self._best)
 
     @property
     def fit(self) -> np.ndarray:
@@ -238,12 +298,19 @@ class Explanation:
             count = int(np.sum(counts == index))
             if count == 0:
                 continue
+            keys = jax.random.split(jax.random.fold_in(path_key, index), count)
+            switching = self._switching(index)
+            if switching is not None:
+                component, theta, variance, probabilities = switching
+                paths.append(np.asarray(switching.forecast_paths(keys[0], theta, component.dim,
+                                                               jnp.asarray(probabilities[-1]), horizon, variance,
+                                                               count)))
+                continue
             model = self._model(index, u)
             length = self.series.length
             past = model._replace(transitions=model.transitions[:length], process_noise=model.process_noise[:length],
                                   observations=model.observations[:length])
             filtered = statespace.kalman_filter(past, self.series.values, self.series.observed)
-            keys = jax.random.split(jax.random.fold_in(path_key, index), count)
             paths.append(_paths(keys, filtered.means[-1], filtered.covariances[-1], model.transitions[length:],
                                 model.process_noise[length:], model.observations[length:], model.noise_variance))
         return self.series.original(np.concatenate(paths))

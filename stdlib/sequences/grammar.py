@@ -36,7 +36,7 @@ import numpy as np
 import ppl
 from ppl import dist
 from ppl.errors import CompositionError
-from stdlib.sequences import statespace
+from stdlib.sequences import statespace, switching
 from stdlib.sequences.components import HYPER_SIZE, Component, TimeScale
 
 __all__ = ["NOISE_SCALE", "Grammar", "changepoint_candidates"]
@@ -116,10 +116,16 @@ class _Likelihood(dist.Distribution):
         super().__init__(batch_shape=(), event_shape=(u.shape[0],))
 
     def per_candidate(self, y):
-        """``(G,)``: ``log p(y | changepoint after candidate g)`` (all equal without a changepoint)."""
-        return self.grammar.candidate_log_likelihoods(self.kinds, self.sides, self.thetas, self.noise, self.u,
-                                                      self.scale, y, self.observed,
-                                                      single=not self.grammar.changepoint)
+        """``(G,)``: ``log p(y | changepoint after candidate g)`` (all equal without a changepoint: then one
+        filter runs, not ``G``; ``lax.cond`` picks, so only the branch taken runs outside ``vmap``)."""
+        def each(single):
+            return lambda: jnp.broadcast_to(self.grammar.candidate_log_likelihoods(
+                self.kinds, self.sides, self.thetas, self.noise, self.u, self.scale, y, self.observed,
+                single=single), (self.grammar.candidate_count(self.u.shape[0]),))
+
+        if not self.grammar.changepoint:
+            return each(True)()
+        return jax.lax.cond(jnp.any(self.sides != BOTH), each(False), each(True))
 
     def log_prob(self, y):
         values = self.per_candidate(y)
@@ -234,7 +240,33 @@ class Grammar:
         before = jnp.any(changepoints[:, None] & jnp.asarray(self._left), axis=0)[order]
         after = jnp.any(changepoints[:, None] & jnp.asarray(self._right), axis=0)[order]
         sides = jnp.where(before, BEFORE, jnp.where(after, AFTER, BOTH))
-        return kinds, sides, (jnp.sum(changepoints) <= 1) & (jnp.sum(self._tuned(kinds)) <= self.tuned_slots)
+        valid = (jnp.sum(changepoints) <= 1) & (jnp.sum(self._tuned(kinds)) <= self.tuned_slots)
+        # regimes: exact by the forward algorithm only alone (with independent noise), without a changepoint
+        roles = np.array(["empty"] + [c.role for c in self.components])
+        regime_slots = jnp.sum(jnp.asarray(roles == "regimes")[kinds])
+        others = jnp.sum(jnp.asarray((roles != "empty") & (roles != "regimes") & (roles != "noise"))[kinds])
+        alone = (regime_slots == 0) | ((regime_slots == 1) & (others == 0) & (jnp.sum(changepoints) == 0))
+        return kinds, sides, valid & alone
+
+    def candidate_count(self, length: int) -> int:
+        """``G``: how many changepoint times are enumerated on a series of ``length`` points."""
+        return len(changepoint_candidates(length, self.candidates))
+
+    def signature(self, code) -> tuple[tuple[str, str], ...]:
+        """What a code denotes, independent of how the tree is written: the sorted ``(side, component)``
+        pairs (``side`` ``"both"``, ``"before"`` or ``"after"`` the changepoint). ``a + b`` and ``b + a``, or
+        ``(a + b) + c`` and ``a + (b + c)``, have one signature (the same function).
+
+        Example::
+
+            >>> from stdlib import sequences as seq
+            >>> grammar = Grammar((seq.level(), seq.linear_trend()))
+            >>> grammar.signature(grammar.space.encode(("+", "linear_trend", "level")))
+            (('both', 'level'), ('both', 'linear_trend'))
+        """
+        kinds, sides, _ = (np.asarray(a) for a in self.slots_of(code))
+        return tuple(sorted((("both", "before", "after")[int(side)], self.components[int(kind) - 1].name)
+                            for kind, side in zip(kinds, sides) if kind))
 
     def gates(self, sides: jax.Array, length: int) -> jax.Array:
         """``(G, T, slots)``: whether each slot is observed at each point, for each changepoint candidate."""
@@ -246,7 +278,8 @@ class Grammar:
     def state_space(self, kinds, thetas, noise, u, scale: TimeScale) -> statespace.StateSpace:
         """The structure's full :class:`~stdlib.sequences.statespace.StateSpace` (every slot a block of
         ``dim`` states, stacked block-diagonally): for smoothing and forecasting a chosen structure."""
-        model = self._stack(kinds, thetas, u, scale, list(self.components), self.dim, self.slots)
+        model = self._stack(kinds, thetas, u, scale, [c if c.role != "regimes" else None for c in self.components],
+                            self.dim, self.slots)
         return model._replace(noise_variance=noise**2)
 
     def _stack(self, kinds, thetas, u, scale, components, dim, slots) -> statespace.StateSpace:
@@ -313,11 +346,49 @@ class Grammar:
         closed form, ``"noise"`` slots add to the observation variance, and at most ``tuned_slots`` dynamic
         slots form the Kalman filter's state (:func:`statespace.regression_log_likelihood`): the state stays
         ``tuned_slots * dynamic_dim``-dimensional whatever the structure. ``single=True``: the first
-        candidate only (``(1,)``; every candidate gives the same value when no slot is gated).
+        candidate only (``(1,)``; every candidate gives the same value when no slot is gated). A
+        ``regimes`` structure (one regime-switching slot, perhaps white noise) has no candidates: its
+        value, by the forward algorithm, is repeated.
         """
+        roles = np.array(["empty"] + [c.role for c in self.components])
+        variances = self.noise_variances(kinds, thetas, scale)  # (slots,)
+        count = 1 if single else self.candidate_count(u.shape[0])
+        if "regimes" in roles:  # a regime-switching structure: the forward algorithm (no candidates to gate)
+            switching = jnp.asarray(roles == "regimes")[kinds]
+            return jax.lax.cond(
+                jnp.any(switching),
+                lambda: jnp.broadcast_to(self.regimes_log_likelihood(kinds, thetas, noise**2 + jnp.sum(variances),
+                                                                     y, observed), (count,)),
+                lambda: self._kalman_log_likelihoods(kinds, sides, thetas, noise, u, scale, y, observed, single,
+                                                     variances))
+        return self._kalman_log_likelihoods(kinds, sides, thetas, noise, u, scale, y, observed, single, variances)
+
+    def noise_variances(self, kinds, thetas, scale: TimeScale) -> jax.Array:
+        """``(slots,)``: each ``"noise"`` slot's variance (0 for the others)."""
+        def variance(kind, theta):
+            branches = [lambda theta: jnp.zeros(())] + [
+                (lambda theta, c=c: c.initial(theta, scale)[1][0, 0]) if c.role == "noise" else
+                (lambda theta: jnp.zeros(())) for c in self.components]
+            return jax.lax.switch(kind, branches, theta)
+
+        roles = np.array(["empty"] + [c.role for c in self.components])
+        return jax.vmap(variance)(jnp.where(jnp.asarray(roles == "noise")[kinds], kinds, 0), thetas)
+
+    def regimes_log_likelihood(self, kinds, thetas, noise_variance, y, observed) -> jax.Array:
+        """``log p(y | theta, noise)`` of a structure whose one non-noise slot is a ``regimes`` component,
+        exact (:func:`stdlib.sequences.switching.log_likelihood`, the forward algorithm)."""
+        roles = np.array(["empty"] + [c.role for c in self.components])
+        slot = jnp.argmax(jnp.asarray(roles == "regimes")[kinds])
+        kind, theta = kinds[slot], thetas[slot]
+        branches = [(lambda theta, c=c: switching.log_likelihood(theta, c.dim, y, noise_variance, observed))
+                    if c.role == "regimes" else (lambda theta: jnp.zeros(())) for c in self.components]
+        return jax.lax.switch(jnp.maximum(kind - 1, 0), branches, theta)
+
+    def _kalman_log_likelihoods(self, kinds, sides, thetas, noise, u, scale, y, observed, single, variances):
+        """:meth:`candidate_log_likelihoods` for linear-Gaussian structures."""
         length, dim = u.shape[0], self.dim
         roles = np.array(["empty"] + [c.role for c in self.components])
-        static, dynamic_kind, noisy = (jnp.asarray(roles == r)[kinds] for r in ("static", "dynamic", "noise"))
+        static, dynamic_kind = (jnp.asarray(roles == r)[kinds] for r in ("static", "dynamic"))
 
         def design(kind, theta):
             branches = [lambda theta: jnp.zeros((length, dim))] + [
@@ -325,29 +396,27 @@ class Grammar:
                 if c.role == "static" else (lambda theta: jnp.zeros((length, dim))) for c in self.components]
             return jax.lax.switch(kind, branches, theta)
 
-        def variance(kind, theta):
-            branches = [lambda theta: jnp.zeros(())] + [
-                (lambda theta, c=c: c.initial(theta, scale)[1][0, 0]) if c.role == "noise" else
-                (lambda theta: jnp.zeros(())) for c in self.components]
-            return jax.lax.switch(kind, branches, theta)
-
         designs = jax.vmap(design)(jnp.where(static, kinds, 0), thetas)  # (slots, T, dim)
-        variances = jax.vmap(variance)(jnp.where(noisy, kinds, 0), thetas)  # (slots,)
         order = jnp.argsort(~dynamic_kind, stable=True)[: self.tuned_count]
         dynamic_kinds = jnp.where(dynamic_kind[order], kinds[order], 0)
         model = self._dynamic_state_space(dynamic_kinds, thetas[order], u, scale)
         gates = self.gates(sides, length)  # (G, T, slots)
         gates = gates[:1] if single else gates
 
-        def one(gate):
+        def one(gate, filtered):
             columns = jnp.transpose(designs * jnp.transpose(gate)[:, :, None], (1, 0, 2)).reshape(length, -1)
-            rows = jnp.repeat(gate[:, order], self.dynamic_dim, axis=-1) * model.observations
             noise_variance = noise**2 + gate @ variances
+            if not filtered:  # no dynamic slot: a plain regression, in closed form
+                return statespace.static_log_likelihood(y, columns, jnp.ones(columns.shape[1]), noise_variance,
+                                                        observed)
+            rows = jnp.repeat(gate[:, order], self.dynamic_dim, axis=-1) * model.observations
             return statespace.regression_log_likelihood(
                 model._replace(observations=rows, noise_variance=noise_variance), y, columns,
                 jnp.ones(columns.shape[1]), observed)
 
-        return jax.vmap(one)(gates)
+        # lax.cond outside the vmap over candidates, so only the branch taken runs (search scores with lax.map)
+        return jax.lax.cond(jnp.any(dynamic_kind), lambda: jax.vmap(lambda g: one(g, True))(gates),
+                            lambda: jax.vmap(lambda g: one(g, False))(gates))
 
     def _dynamic_state_space(self, kinds, thetas, u, scale: TimeScale) -> statespace.StateSpace:
         """The dynamic slots' state-space form (``tuned_slots`` blocks of ``dynamic_dim``)."""
@@ -355,9 +424,19 @@ class Grammar:
                            self.dynamic_dim, len(kinds))
 
     # -- scoring ---------------------------------------------------------------------------------
+    def starts(self, count: int) -> dict:
+        """The Laplace restarts' starting points: every hyperparameter at its prior median (standard draw 0)
+        and the noise on a grid from 0.01 to 1 (standardised units, log-spaced), so a series as smooth as CO2
+        (noise ~0.01) and one as rough as the Nile (~0.6) both start near their mode."""
+        noise = np.geomspace(0.01, 1.0, count) if count > 1 else np.array([0.1])
+        return {"settings": jnp.zeros((count, self.tuned_count, self.settings_size)),
+                "noise": jnp.asarray(noise, jnp.float32)}
+
     def score(self, key, model, obs, code, u, span, step, observed):
-        """``ppl.infer.search``'s ``score=``: the Laplace evidence of the collapsed model (``model`` unused)."""
-        return self.laplace(key, self.collapsed, {"value": obs["obs"]["value"]}, code, u, span, step, observed)
+        """``ppl.infer.search``'s ``score=``: the Laplace evidence of the collapsed model (``model`` unused),
+        from the deterministic starting points of :meth:`starts`."""
+        return self.laplace(key, self.collapsed, {"value": obs["obs"]["value"]}, code, u, span, step, observed,
+                            init=self.starts(self.laplace.restarts))
 
     def changepoint_posterior(self, choices, code, u, span, step, observed) -> tuple[np.ndarray, jax.Array]:
         """``(candidates, probabilities)``: the exact posterior over the changepoint's position (the index of

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stdlib.sequences import switching
+
 __all__ = ["plot", "report"]
 
 
@@ -65,6 +67,14 @@ def _paragraph(explanation, fit, theta) -> str:
         text = (f"Short-term deviations that persist (an autoregression): successive points correlate with "
                 f"coefficient {phi:.2f}, so a deviation halves in about {memory * np.log(2):.2g} steps; their "
                 f"size is {size:.3g} (innovations {scale * series.scale:.3g}).")
+    elif kind == "regimes":
+        k = fit["component"].dim
+        levels, stay = (np.asarray(a) for a in switching.levels_and_stay(theta, k))
+        values = ", ".join(f"{series.mean + series.scale * float(v):.4g}" for v in levels)
+        dwell = 1.0 / max(1.0 - float(stay), 1e-12)
+        text = (f"Switching between {k} levels ({values}), a hidden Markov chain choosing which: it keeps its "
+                f"regime with probability {float(stay):.3f} at each point, so a regime lasts about {dwell:.3g} "
+                f"points on average.")
     elif kind == "white_noise":
         text = f"Independent noise at every point with standard deviation {size:.3g}."
     else:
@@ -82,7 +92,7 @@ def report(explanation) -> str:
              f"best explained by {best} (posterior probability {probability:.2f})."]
     if len(posterior) > 1:
         lines[0] += f" The runner-up is {posterior[1][0]} ({posterior[1][1]:.2f})."
-    found = explanation._changepoint(0)
+    found = explanation._changepoint(explanation._best)
     if found is not None:
         candidates, probabilities = found
         top = int(np.argmax(probabilities))
@@ -93,8 +103,8 @@ def report(explanation) -> str:
                      f"{probabilities[top]:.2f} that this is the last point before the change; 95% of the "
                      f"probability lies between {_when(series, series.times[credible.min()])} and "
                      f"{_when(series, series.times[credible.max()])}).")
-    kinds, _, _ = explanation.grammar.slots_of(explanation.found.codes[0])
-    mode = explanation._mode(0)
+    kinds, _, _ = explanation.grammar.slots_of(explanation.found.codes[explanation._best])
+    mode = explanation._mode(explanation._best)
     thetas = np.asarray(explanation.grammar.thetas(kinds, mode["settings"]))
     slots = np.flatnonzero(np.asarray(kinds))
     for fit, slot in zip(explanation.components, slots):
@@ -114,7 +124,7 @@ def plot(explanation, path: str, horizon: int, key) -> None:
         raise ImportError("plots need matplotlib: pip install 'ppl[plot]'.") from error
     series = explanation.series
     components = explanation.components
-    changepoints = explanation._changepoint(0)
+    changepoints = explanation._changepoint(explanation._best)
     rows = 1 + len(components) + (changepoints is not None)
     figure, axes = plt.subplots(rows, 1, figsize=(9, 2.2 * rows), sharex=True, squeeze=False)
     axes = axes[:, 0]

@@ -40,7 +40,7 @@ from jax import lax
 from ppl import linalg
 
 __all__ = ["FilterResult", "StateSpace", "kalman_filter", "kalman_smoother", "regression_log_likelihood",
-           "sample_gaussian", "simulate_forward"]
+           "sample_gaussian", "simulate_forward", "static_log_likelihood"]
 
 JITTER = 1e-6
 
@@ -170,13 +170,37 @@ def regression_log_likelihood(model: StateSpace, y: jax.Array, design: jax.Array
              model.initial_covariance)
     inputs = (model.transitions, model.process_noise, model.observations, columns, observed, noise)
     _, (standardised, log_variances) = lax.scan(step, start, inputs)
-    residual, scaled = standardised[:, 0], standardised[:, 1:]  # (T,), (T, S)
-    # y | gamma has standardised innovations residual - scaled @ gamma, gamma ~ N(0, I); integrate gamma
+    return _integrate_coefficients(standardised[:, 0], standardised[:, 1:], jnp.sum(log_variances), jnp.sum(observed))
+
+
+def static_log_likelihood(y: jax.Array, design: jax.Array, prior_scale: jax.Array, noise_variance: jax.Array,
+                          observed: jax.Array | None = None) -> jax.Array:
+    """:func:`regression_log_likelihood` without a state: ``y_k = design[k] . beta + e_k``, in closed form (no
+    scan), ``e_k ~ N(0, noise_variance)`` (scalar or ``(T,)``). Equal to ``regression_log_likelihood`` with every
+    observation row zero.
+
+    Example::
+
+        >>> import jax.numpy as jnp
+        >>> y = jnp.array([0.1, 0.3, 0.2]); X = jnp.ones((3, 1))
+        >>> float(static_log_likelihood(y, X, jnp.ones(1), jnp.asarray(0.1))) < 0
+        True
+    """
+    y = jnp.asarray(y)
+    observed = jnp.ones(y.shape, bool) if observed is None else jnp.asarray(observed, bool)
+    noise = jnp.broadcast_to(jnp.asarray(noise_variance, y.dtype), y.shape)
+    scale = jnp.where(observed, 1.0 / jnp.sqrt(noise), 0.0)
+    return _integrate_coefficients(y * scale, design * prior_scale * scale[:, None],
+                                   jnp.sum(jnp.where(observed, jnp.log(noise), 0.0)), jnp.sum(observed))
+
+
+def _integrate_coefficients(residual, scaled, log_variance_sum, count) -> jax.Array:
+    """``log p(y)`` from the standardised innovations of ``y`` ``(T,)`` and of the scaled columns ``(T, S)``:
+    ``y | gamma`` has innovations ``residual - scaled @ gamma``, ``gamma ~ N(0, I)``; ``gamma`` is integrated."""
     precision = jnp.eye(scaled.shape[1]) + scaled.T @ scaled
     cholesky = linalg.cholesky(precision)
     projected = linalg.solve_triangular(cholesky, scaled.T @ residual, lower=True)
-    count = jnp.sum(observed)
-    return (-0.5 * (count * math.log(2 * math.pi) + jnp.sum(log_variances) + residual @ residual)
+    return (-0.5 * (count * math.log(2 * math.pi) + log_variance_sum + residual @ residual)
             - jnp.sum(jnp.log(jnp.diag(cholesky))) + 0.5 * projected @ projected)
 
 

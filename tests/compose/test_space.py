@@ -9,43 +9,19 @@ import pytest
 
 import ppl
 from ppl import dist, errors, testing
+from stdlib.sequences import simple
 
 KEY = jax.random.key(0)
 TOL = dict(rtol=1e-5, atol=1e-4)
 
-# --- a small time-series grammar ---------------------------------------------------------
+# --- a small time-series grammar (stdlib.sequences.simple) ---------------------------------
 T = 24
 TIMES = jnp.arange(T, dtype=jnp.float32) / T
 NOISE = 0.1
-
-
-@ppl.model
-def level(t):
-    return ppl.sample("value", dist.Normal(0.0, 1.0)) * jnp.ones_like(t)
-
-
-@ppl.model
-def trend(t):
-    return ppl.sample("slope", dist.Normal(0.0, 1.0)) * t
-
-
-@ppl.model
-def periodic(t):
-    amplitude = ppl.sample("amplitude", dist.HalfNormal(1.0))
-    phase = ppl.sample("phase", dist.Uniform(0.0, 2 * jnp.pi))
-    return amplitude * jnp.sin(2 * jnp.pi * 4 * t + phase)
-
-
-@ppl.model
-def changepoint(before, after, t):
-    time = ppl.sample("time", dist.Uniform(0.0, 1.0))
-    weight = jax.nn.sigmoid((t - time) * 50.0)
-    return (1 - weight) * before + weight * after
-
-
-TERMINALS = {"level": level, "trend": trend, "periodic(4)": periodic}
-OPERATORS = {"+": lambda a, b: a + b, "*": lambda a, b: a * b, "changepoint": changepoint}
-space = ppl.Space(TERMINALS, OPERATORS, depth=3, observe=lambda f, t: dist.Normal(f, NOISE).to_event(1))
+TERMINALS = simple.TERMINALS  # level, trend (slope * t), periodic(4)
+OPERATORS = simple.OPERATORS  # +, *, changepoint (time ~ U(0, 1))
+level, trend, changepoint = TERMINALS["level"], TERMINALS["trend"], OPERATORS["changepoint"]
+space = simple.space(TERMINALS, OPERATORS, depth=3, noise=NOISE)
 
 # --- a tiny space for exact enumeration ----------------------------------------------------
 tiny = ppl.Space({"a": level, "b": trend}, {"+": lambda a, b: a + b}, depth=3,

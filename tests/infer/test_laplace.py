@@ -138,3 +138,16 @@ def test_errors():
         ppl.infer.laplace(KEY, location, {"y": jnp.ones(3)}, 3, restarts=0)
     with pytest.raises(ppl.errors.UnknownAddressError):
         ppl.infer.laplace(KEY, location, {"yy": jnp.ones(3)}, 3)
+
+
+def test_init_sets_the_starting_points_of_the_restarts():
+    y = jnp.array([1.2, 0.7, 2.1, 1.6, 0.9])
+    # no Adam and no Newton step: the result sits at the better of the two given starting points
+    start = ppl.infer.laplace(KEY, location, {"y": y}, 5, restarts=2, steps=0, newton=0,
+                              init={"mu": jnp.array([9.0, 1.0])})
+    np.testing.assert_allclose(start.trace.choices["mu"], 1.0)
+    # Newton steps from a given start reach the exact (Gaussian) answer
+    exact = ppl.infer.laplace(KEY, location, {"y": y}, 5, restarts=1, steps=0, newton=3, init={"mu": jnp.array([9.0])})
+    np.testing.assert_allclose(exact.log_evidence, normal_normal_log_evidence(y, 0.5, 2.0, 1.0), atol=1e-4)
+    with pytest.raises(ppl.errors.InferenceError, match="leading axis of length restarts=2"):
+        ppl.infer.laplace(KEY, location, {"y": y}, 5, restarts=2, init={"mu": jnp.array([1.0])})
