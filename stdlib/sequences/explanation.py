@@ -200,10 +200,10 @@ class Explanation:
     def components_of(self, index: int = 0) -> list[ComponentFit]:
         """Structure ``index``'s components (see :attr:`components`)."""
         kinds, sides, _ = (np.asarray(a) for a in self.grammar.slots_of(self.found.codes[index]))
-        switching = self._switching(index)
+        regime = self._switching(index)
         fits = []
-        if switching is not None:  # the regime level's posterior mean and sd; noise slots have mean 0
-            _, theta, _, probabilities = switching
+        if regime is not None:  # the regime level's posterior mean and sd; noise slots have mean 0
+            _, theta, _, probabilities = regime
             mode = self._mode(index)
             thetas = self.grammar.thetas(jnp.asarray(kinds), mode["settings"])
             variances = np.asarray(self.grammar.noise_variances(jnp.asarray(kinds), thetas, self.series.time_scale))
@@ -299,9 +299,9 @@ class Explanation:
             if count == 0:
                 continue
             keys = jax.random.split(jax.random.fold_in(path_key, index), count)
-            switching = self._switching(index)
-            if switching is not None:
-                component, theta, variance, probabilities = switching
+            regime = self._switching(index)
+            if regime is not None:
+                component, theta, variance, probabilities = regime
                 paths.append(np.asarray(switching.forecast_paths(keys[0], theta, component.dim,
                                                                jnp.asarray(probabilities[-1]), horizon, variance,
                                                                count)))

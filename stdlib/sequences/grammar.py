@@ -354,9 +354,9 @@ class Grammar:
         variances = self.noise_variances(kinds, thetas, scale)  # (slots,)
         count = 1 if single else self.candidate_count(u.shape[0])
         if "regimes" in roles:  # a regime-switching structure: the forward algorithm (no candidates to gate)
-            switching = jnp.asarray(roles == "regimes")[kinds]
+            regime_slots = jnp.asarray(roles == "regimes")[kinds]
             return jax.lax.cond(
-                jnp.any(switching),
+                jnp.any(regime_slots),
                 lambda: jnp.broadcast_to(self.regimes_log_likelihood(kinds, thetas, noise**2 + jnp.sum(variances),
                                                                      y, observed), (count,)),
                 lambda: self._kalman_log_likelihoods(kinds, sides, thetas, noise, u, scale, y, observed, single,
