@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     demo.add_argument("--particles", type=int, default=100_000, help="number of particles")
     demo.add_argument("--no-series", dest="series", action="store_false",
-                      help="skip the time-series part (about a minute on a 2-core CPU)")
+                      help="skip the time-series part (one to two minutes on a 2-core CPU)")
     demo.add_argument("--no-digits", dest="digits", action="store_false",
                       help="skip the digit recognition part (about a minute on a 2-core CPU)")
     demo.add_argument("--shots", type=int, default=5, help="training examples per digit class (default 5)")

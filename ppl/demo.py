@@ -101,7 +101,7 @@ def run_digits(seed: int = 0, shots: int = 5, test_images: int = 200) -> dict[st
     return digits_demo(seed=seed, shots=shots, test_images=test_images)
 
 
-def run_series(seed: int = 0, budget: int = 6) -> dict | None:
+def run_series(seed: int = 0, budget: int = 4) -> dict | None:
     """The time-series part of the demo: explain the Nile's annual flow (statsmodels' data set) by structure
     discovery, print the structure, the dated changepoint and the report. Needs statsmodels.
 
