@@ -212,6 +212,7 @@ def test_rejuvenation_at_every_step_keeps_the_evidence():
         smc(KEY, STATE_SPACE, {"y": YS}, 0.0, n=8, rejuvenate=move_x, rejuvenate_when="sometimes")
 
 
+@pytest.mark.slow  # compile-bound (8-20 s); keeps the default run under 10 min on 2 cores
 def test_seq_is_filtered_part_by_part():
     @ppl.model
     def static_level(x0):
@@ -592,6 +593,7 @@ def test_gpu_filter_script_runs_on_the_cpu(tmp_path, monkeypatch, capsys):
     assert "naive: searchsorted default, every step" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # compile-bound (8-20 s); keeps the default run under 10 min on 2 cores
 def test_tempering_handles_latents_that_read_an_observation():
     # tempering scales each observed choice's density in the run itself, so a latent or a
     # factor downstream of an observation is no problem: the evidence is exact in expectation

@@ -101,6 +101,7 @@ def test_rendering_is_an_image_in_the_unit_interval(proto):
     assert float(image.max()) > 0.7 and float(image[0, 0]) < 0.05  # ink on the strokes, none in the corner
 
 
+@pytest.mark.slow  # compile-bound (8-20 s); keeps the default run under 10 min on 2 cores
 def test_model_passes_the_interface_checks(proto):
     ppl.testing.check_interface(proto.model, (proto.of(3),), changes={"log_width": jnp.array(-1.5)})
 
@@ -203,6 +204,7 @@ def prototype_images(proto):
     return np.asarray(render(p.stroke_mean, p.stroke_mask, p.pose_mean, p.width_mean, p.ink_mean))
 
 
+@pytest.mark.slow  # compile-bound (8-20 s); keeps the default run under 10 min on 2 cores
 def test_a_rendered_prototype_is_classified_as_its_own_class(proto, prototype_images):
     result = digits.classify(jax.random.key(0), proto, prototype_images, budget=BUDGET)
     assert result.probabilities.shape == (10, 10)

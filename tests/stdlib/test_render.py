@@ -203,6 +203,7 @@ def test_bad_shapes_raise():
         render.Disc(centre=jnp.zeros(2), radius=0.1, colour=jnp.ones((2, 2))).paint(POINTS, SOFTNESS)
 
 
+@pytest.mark.slow  # compile-bound (8-20 s); keeps the default run under 10 min on 2 cores
 def test_gaussian_pen_is_a_line_integral():
     """A straight stroke has density 1 on its axis, and total ink sqrt(2 pi) sigma * length (in canvas units)."""
     size, width = (64, 64), 0.1

@@ -86,6 +86,7 @@ def test_regression_filter_is_the_exact_gaussian_marginal():
     assert float(value) == pytest.approx(expected, abs=2e-3)
 
 
+@pytest.mark.slow  # compile-bound (8-20 s); keeps the default run under 10 min on 2 cores
 def test_sequential_scoring_matches_vectorised_scoring():
     t = jnp.linspace(0.0, 1.0, 12)
 
