@@ -132,11 +132,11 @@ def simplest_structures(key: jax.Array, grammar: Grammar, population: int) -> np
     (``a + b`` and, when the grammar has changepoints, ``changepoint(a, b)``, in an order drawn with
     ``key``), then draws from the grammar's prior. Like the Automatic Statistician's greedy expansion, the
     search starts from the simplest explanations and grows them."""
-    names = [c.name for c in grammar.components if c.role != "regimes"]
-    pairs = [("+", a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-    if grammar.changepoint:
-        pairs += [("changepoint", a, b) for a in names for b in names]
     names = [c.name for c in grammar.components]
+    pairable = [c.name for c in grammar.components if c.role != "regimes"]  # regimes combine with nothing
+    pairs = [("+", a, b) for i, a in enumerate(pairable) for b in pairable[i + 1:]]
+    if grammar.changepoint:
+        pairs += [("changepoint", a, b) for a in pairable for b in pairable]
     pair_key, prior_key = jax.random.split(key)
     order = np.asarray(jax.random.permutation(pair_key, len(pairs))) if pairs else np.zeros(0, int)
     expressions = (names + [pairs[i] for i in order])[:population]

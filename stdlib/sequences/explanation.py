@@ -181,20 +181,21 @@ class Explanation:
 
     @functools.lru_cache(maxsize=16)  # noqa: B019
     def _switching(self, index: int):
-        """For a ``regimes`` structure: ``(component, theta, noise_variance, probabilities (T, k))``, the
-        regime posterior by forward-backward at the mode; ``None`` for a linear-Gaussian structure."""
+        """For a ``regimes`` structure: ``(component, theta, noise_variance, probabilities (T, k),
+        slot_variances (slots,))``, the regime posterior by forward-backward at the mode and each white-noise
+        slot's variance; ``None`` for a linear-Gaussian structure."""
         kinds = np.asarray(self.grammar.slots_of(self.found.codes[index])[0])
         slots = [slot for slot in np.flatnonzero(kinds) if self.grammar.components[kinds[slot] - 1].role == "regimes"]
         if not slots:
             return None
         mode = self._mode(index)
         thetas = self.grammar.thetas(jnp.asarray(kinds), mode["settings"])
-        variance = mode["noise"] ** 2 + jnp.sum(self.grammar.noise_variances(jnp.asarray(kinds), thetas,
-                                                                             self.series.time_scale))
+        slot_variances = self.grammar.noise_variances(jnp.asarray(kinds), thetas, self.series.time_scale)
+        variance = mode["noise"] ** 2 + jnp.sum(slot_variances)
         component, theta = self.grammar.components[kinds[slots[0]] - 1], thetas[slots[0]]
         probabilities = switching.smooth(theta, component.dim, jnp.asarray(self.series.values), variance,
                                        jnp.asarray(self.series.observed))
-        return component, theta, variance, np.asarray(probabilities)
+        return component, theta, variance, np.asarray(probabilities), np.asarray(slot_variances)
 
     # -- components -----------------------------------------------------------------------------
     def components_of(self, index: int = 0) -> list[ComponentFit]:
@@ -203,10 +204,7 @@ class Explanation:
         regime = self._switching(index)
         fits = []
         if regime is not None:  # the regime level's posterior mean and sd; noise slots have mean 0
-            _, theta, _, probabilities = regime
-            mode = self._mode(index)
-            thetas = self.grammar.thetas(jnp.asarray(kinds), mode["settings"])
-            variances = np.asarray(self.grammar.noise_variances(jnp.asarray(kinds), thetas, self.series.time_scale))
+            _, theta, _, probabilities, variances = regime
             for slot in np.flatnonzero(kinds):
                 component = self.grammar.components[kinds[slot] - 1]
                 if component.role == "regimes":
@@ -301,7 +299,7 @@ class Explanation:
             keys = jax.random.split(jax.random.fold_in(path_key, index), count)
             regime = self._switching(index)
             if regime is not None:
-                component, theta, variance, probabilities = regime
+                component, theta, variance, probabilities, _ = regime
                 paths.append(np.asarray(switching.forecast_paths(keys[0], theta, component.dim,
                                                                jnp.asarray(probabilities[-1]), horizon, variance,
                                                                count)))

@@ -195,6 +195,11 @@ class Grammar:
         object.__setattr__(self, "_left", left)
         object.__setattr__(self, "_right", right)
 
+    @property
+    def _roles(self) -> np.ndarray:
+        """``(1 + components,)`` each kind's role (``"empty"`` for kind 0), to index with ``kinds``."""
+        return np.array(["empty"] + [c.role for c in self.components])
+
     # -- shapes ----------------------------------------------------------------------------------
     @property
     def slots(self) -> int:
@@ -242,7 +247,7 @@ class Grammar:
         sides = jnp.where(before, BEFORE, jnp.where(after, AFTER, BOTH))
         valid = (jnp.sum(changepoints) <= 1) & (jnp.sum(self._tuned(kinds)) <= self.tuned_slots)
         # regimes: exact by the forward algorithm only alone (with independent noise), without a changepoint
-        roles = np.array(["empty"] + [c.role for c in self.components])
+        roles = self._roles
         regime_slots = jnp.sum(jnp.asarray(roles == "regimes")[kinds])
         others = jnp.sum(jnp.asarray((roles != "empty") & (roles != "regimes") & (roles != "noise"))[kinds])
         alone = (regime_slots == 0) | ((regime_slots == 1) & (others == 0) & (jnp.sum(changepoints) == 0))
@@ -350,7 +355,7 @@ class Grammar:
         ``regimes`` structure (one regime-switching slot, perhaps white noise) has no candidates: its
         value, by the forward algorithm, is repeated.
         """
-        roles = np.array(["empty"] + [c.role for c in self.components])
+        roles = self._roles
         variances = self.noise_variances(kinds, thetas, scale)  # (slots,)
         count = 1 if single else self.candidate_count(u.shape[0])
         if "regimes" in roles:  # a regime-switching structure: the forward algorithm (no candidates to gate)
@@ -371,13 +376,13 @@ class Grammar:
                 (lambda theta: jnp.zeros(())) for c in self.components]
             return jax.lax.switch(kind, branches, theta)
 
-        roles = np.array(["empty"] + [c.role for c in self.components])
+        roles = self._roles
         return jax.vmap(variance)(jnp.where(jnp.asarray(roles == "noise")[kinds], kinds, 0), thetas)
 
     def regimes_log_likelihood(self, kinds, thetas, noise_variance, y, observed) -> jax.Array:
         """``log p(y | theta, noise)`` of a structure whose one non-noise slot is a ``regimes`` component,
         exact (:func:`stdlib.sequences.switching.log_likelihood`, the forward algorithm)."""
-        roles = np.array(["empty"] + [c.role for c in self.components])
+        roles = self._roles
         slot = jnp.argmax(jnp.asarray(roles == "regimes")[kinds])
         kind, theta = kinds[slot], thetas[slot]
         branches = [(lambda theta, c=c: switching.log_likelihood(theta, c.dim, y, noise_variance, observed))
@@ -387,7 +392,7 @@ class Grammar:
     def _kalman_log_likelihoods(self, kinds, sides, thetas, noise, u, scale, y, observed, single, variances):
         """:meth:`candidate_log_likelihoods` for linear-Gaussian structures."""
         length, dim = u.shape[0], self.dim
-        roles = np.array(["empty"] + [c.role for c in self.components])
+        roles = self._roles
         static, dynamic_kind = (jnp.asarray(roles == r)[kinds] for r in ("static", "dynamic"))
 
         def design(kind, theta):
