@@ -34,6 +34,7 @@ from ppl.model import (
 
 from ppl import compose, infer
 from ppl.infer.numpyro_interop import as_numpyro
+from ppl.compilation_cache import enable_compilation_cache
 from ppl.compose import *  # noqa: E402,F401,F403  (ppl.unfold, ppl.scene, ppl.features, ppl.either, ...)
 
 __version__ = "0.1.0"
@@ -55,4 +56,5 @@ __all__ = [
     "compose",
     "infer",
     "as_numpyro",
+    "enable_compilation_cache",
 ] + compose.__all__

@@ -153,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command in ("demo", "explain-series"):
+        from ppl.compilation_cache import enable_compilation_cache
+
+        enable_compilation_cache()  # a second run skips XLA's compilation (PPL_CACHE_DIR=off: no cache)
     return args.handler(args)
 
 

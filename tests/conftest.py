@@ -1,6 +1,11 @@
 """Shared models for the tests: defined once, so compiled programs are shared too."""
 
-import jax
+import os
+
+# the ppl command's persistent compilation cache stays off in the tests (hermetic runs; test_cli checks it)
+os.environ.setdefault("PPL_CACHE_DIR", "off")
+
+import jax  # noqa: E402
 import jax.numpy as jnp
 import pytest
 from numpyro.distributions import Distribution, constraints

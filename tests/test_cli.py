@@ -43,3 +43,32 @@ def test_demo_explains_the_nile(capsys):
     year = max(result["changepoints"].items(), key=lambda item: item[1])[0]
     assert year == 1898
     assert "1898" in capsys.readouterr().out
+
+
+CACHED_PROGRAM = """
+import sys, jax, jax.numpy as jnp, ppl
+print(ppl.enable_compilation_cache())
+def f(x):
+    for i in range(80):
+        x = jnp.sin(x @ x.T + i)
+    return jax.hessian(lambda y: jnp.sum(jnp.tanh(y @ x)))(x[0])
+jax.jit(f)(jnp.ones((8, 8))).block_until_ready()
+"""
+
+
+def test_the_compilation_cache_keeps_programs_for_the_next_process(tmp_path):
+    """``ppl.enable_compilation_cache`` (which the ``ppl`` command calls) stores what XLA compiled in
+    ``PPL_CACHE_DIR``; ``off`` stores nothing. In a child process: JAX's cache settings are process-wide."""
+    import os
+
+    def run(setting):
+        environment = dict(os.environ, PPL_CACHE_DIR=setting, JAX_COMPILATION_CACHE_DIR="")
+        done = subprocess.run([sys.executable, "-c", CACHED_PROGRAM], capture_output=True, text=True,
+                              env=environment, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    directory = tmp_path / "cache"
+    assert run(str(directory)) == str(directory)
+    assert any(directory.iterdir())  # the program compiled for longer than MIN_COMPILE_SECONDS is kept
+    assert run("off") == "None"

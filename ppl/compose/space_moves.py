@@ -52,6 +52,10 @@ __all__ = [
     "delete",
     "propose",
     "log_proposal",
+    "swap",
+    "grow",
+    "neighbour",
+    "NEIGHBOUR_WEIGHTS",
 ]
 
 MOVE_WEIGHTS = (1.0, 1.0, 1.0)
@@ -202,6 +206,56 @@ def _delete(space, gumbels: jax.Array, code: jax.Array) -> jax.Array:
     node = _uniform(gumbels[0], operators)
     side = _pick(gumbels[1], jnp.zeros(2))
     return jnp.where(jnp.any(operators), delete_at(space, code, node, side), code)
+
+
+def swap(space, key: jax.Array, code: jax.Array) -> jax.Array:
+    """``code`` with one terminal (picked uniformly) replaced by a different terminal (uniformly): the
+    smallest change of meaning, e.g. ``changepoint(random_walk, level)`` -> ``changepoint(level, level)``.
+    Not one of :func:`propose`'s moves (whose proposal probabilities MCMC needs); :func:`neighbour` mixes
+    it in for search. The code is unchanged when the space has one terminal."""
+    code = space.check_shape(code)
+    gumbels = _gumbels(space, key, 2)
+    terminals = (code >= 1) & (code <= space.num_terminals)
+    node = _uniform(gumbels[0], terminals)
+    count = space.num_terminals
+    if count < 2:
+        return code
+    shift = 1 + _pick(gumbels[1], jnp.zeros(count - 1))  # 1 .. count-1: never the same terminal
+    swapped = 1 + (code[node] - 1 + shift) % count
+    return jnp.where(jnp.any(terminals), code.at[node].set(swapped), code).astype(jnp.int32)
+
+
+def grow(space, key: jax.Array, code: jax.Array) -> jax.Array:
+    """``code`` with a terminal (uniform) joined by the space's first operator (e.g. ``+``) at the highest
+    node with room: the whole structure when it fits (``a + b`` -> ``(a + b) + c``), else the shallowest
+    insertable subtree (uniformly among those). How an Automatic-Statistician search grows a model; not one of
+    :func:`propose`'s moves. The code is unchanged when nothing fits or the space has no operator."""
+    code = space.check_shape(code)
+    if space.num_operators == 0:
+        return code
+    gumbels = _gumbels(space, key, 3)
+    allowed = insertable(space, code)
+    level = jnp.asarray(space.tables.level)
+    shallowest = jnp.min(jnp.where(allowed, level, space.depth))
+    node = _uniform(gumbels[0], allowed & (level == shallowest))
+    side = _pick(gumbels[1], jnp.zeros(2))
+    terminal = 1 + _pick(gumbels[2], jnp.log(space.terminal_probs))
+    grown = insert_at(space, code, node, side, 1 + space.num_terminals, terminal)
+    return jnp.where(jnp.any(allowed), grown, code).astype(jnp.int32)
+
+
+NEIGHBOUR_WEIGHTS = (0.35, 0.25, 0.4)  # swap, grow, a propose move
+
+
+def neighbour(space, key: jax.Array, code: jax.Array, weights=NEIGHBOUR_WEIGHTS) -> jax.Array:
+    """A neighbour for search: :func:`swap`, :func:`grow` or a :func:`propose` move (replace a subtree, insert
+    an operator, delete one), with probabilities ``weights``. Swaps and growth are the small steps (one
+    component changed, one added) that random subtree moves rarely make. Use as
+    ``ppl.infer.search(..., propose=functools.partial(neighbour, space))``."""
+    choice_key, swap_key, grow_key, move_key = jax.random.split(key, 4)
+    moved, _, _ = propose(space, move_key, code)
+    candidates = jnp.stack([swap(space, swap_key, code), grow(space, grow_key, code), moved])
+    return candidates[jax.random.categorical(choice_key, jnp.log(jnp.asarray(weights)))]
 
 
 def _move_log_weights(space, code: jax.Array, weights) -> jax.Array:

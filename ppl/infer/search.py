@@ -20,7 +20,10 @@ structure met twice gets the same score.
 distinct codes, drawn from the prior, evolves for ``budget`` steps. In each step
 
 1. every member proposes a neighbour (``space.propose``: replace a subtree,
-   insert an operator, delete one);
+   insert an operator, delete one; or your ``propose=``); a member whose
+   proposal was scored before (or is proposed twice in the step) proposes
+   again, up to ``retries`` times, so the step's scoring goes to new
+   structures (``identify=`` says when two codes are the same structure);
 2. all the proposals are scored in **one compiled call** (``vmap`` of
    ``space.model``'s evidence over codes: codes are fixed-shape ``int32``
    arrays, so every structure shares one trace and one compilation);
@@ -203,6 +206,9 @@ def search(
     init: jax.Array | None = None,
     progress: bool | None = None,
     vectorize: bool = True,
+    identify: Callable[[np.ndarray], Any] | None = None,
+    retries: int = 8,
+    propose: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> SearchResult:
     """Search ``space`` for the structures that best explain ``obs`` (see the module docstring).
 
@@ -227,6 +233,14 @@ def search(
       vectorize: score a population with ``vmap`` (default) or one structure after another with
         ``lax.map``, still in one compiled call. Sequential scoring wins when structures' costs differ
         widely and the score branches on the structure (``lax.cond`` runs one branch outside ``vmap``).
+      identify: what makes two codes the same structure, ``identify(code) -> hashable`` on a NumPy
+        ``(L,)`` code (default: the code itself). A proposal whose identity was already scored is
+        proposed again (up to ``retries`` times) so that each step's scores go to new structures; pass
+        e.g. a canonical form so that ``a + b`` and ``b + a`` count as one.
+      retries: how many times a step re-proposes the members whose proposals were already scored.
+      propose: ``propose(key, code) -> code``, a member's neighbour (jittable; vmapped over the
+        population). Default: ``space.propose``'s move; ``functools.partial(space_moves.neighbour, space)``
+        adds terminal swaps (``ppl.compose.space_moves.swap``). Define it once: a new function recompiles.
 
     Returns:
       A :class:`SearchResult`.
@@ -237,6 +251,8 @@ def search(
     """
     steps, seconds = _check_budget(budget)
     _check_call(space, population, temperature, keep)
+    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
+        raise InferenceError(f"search's retries must be a non-negative int, got {retries!r}.", model=space.name)
     obs = as_choice_map(obs)
     if is_traced((key, obs, args)):
         raise InferenceError("search runs a host loop over compiled steps, so it cannot run inside jax.jit; "
@@ -253,7 +269,11 @@ def search(
     archive = _Archive()
     archive.add(initial)
     state = (codes, initial.scores)
-    step = functools.partial(_compiled_step, temperature=float(temperature), **scoring)
+    identify = _code_identity if identify is None else identify
+    archive.remember(np.asarray(codes), identify)
+    propose = _space_move(space) if propose is None else propose
+    step = functools.partial(_step, temperature=float(temperature), archive=archive, identify=identify,
+                             retries=int(retries), propose=propose, **scoring)
     history, scored = [archive.best_score], [len(archive)]
     start, done = None, 0  # the clock starts after the first step, which compiles
     with progress_bar(steps, "search", enabled=progress, unit="step") as bar:
@@ -299,10 +319,15 @@ def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_ar
 _score_population = jax.jit(_score_codes, static_argnames=("space", "score", "static_args", "vectorize"))
 
 
-def _propose(key, codes, *, space):
-    """Every member's neighbour (``space.propose``)."""
-    proposals, _, _ = jax.vmap(space.propose)(jax.random.split(key, codes.shape[0]), codes)
-    return proposals
+@functools.lru_cache(maxsize=64)
+def _space_move(space):
+    """The default neighbour, ``space.propose``'s move, as one function per space (so it compiles once)."""
+    return lambda key, code: space.propose(key, code)[0]
+
+
+def _propose(key, codes, *, propose):
+    """Every member's neighbour."""
+    return jax.vmap(propose)(jax.random.split(key, codes.shape[0]), codes)
 
 
 def _select(key, codes, scores, proposals, proposed_scores, *, temperature):
@@ -322,16 +347,30 @@ def _select(key, codes, scores, proposals, proposed_scores, *, temperature):
     return candidates[chosen], candidate_scores[chosen]
 
 
-_compiled_propose = jax.jit(_propose, static_argnames=("space",))
+_compiled_propose = jax.jit(_propose, static_argnames=("propose",))
 _compiled_select = jax.jit(_select, static_argnames=("temperature",))
 
 
-def _compiled_step(key, score_key, state, obs, dynamic_args, *, space, score, temperature, static_args, vectorize):
-    """One step: propose (compiled), score the proposals (the population's compiled scorer, shared with the
-    initial population so a score compiles once), select (compiled)."""
+def _step(key, score_key, state, obs, dynamic_args, *, space, score, temperature, static_args, vectorize, archive,
+          identify, retries, propose):
+    """One step: propose (compiled; members whose proposal was already scored propose again, up to ``retries``
+    times), score the proposals (the population's compiled scorer, shared with the initial population so a
+    score compiles once), select (compiled)."""
     codes, scores = state
     move_key, select_key = jax.random.split(key)
-    proposals = _compiled_propose(move_key, codes, space=space)
+    proposals = np.array(_compiled_propose(move_key, codes, propose=propose))
+    for attempt in range(retries):
+        seen, repeated = set(), np.zeros(len(proposals), bool)
+        for index, code in enumerate(proposals):
+            identity = identify(code)
+            repeated[index] = identity in archive.identities or identity in seen
+            seen.add(identity)
+        if not repeated.any():
+            break
+        again = np.asarray(_compiled_propose(jax.random.fold_in(move_key, attempt + 1), codes, propose=propose))
+        proposals[repeated] = again[repeated]
+    archive.remember(proposals, identify)
+    proposals = jnp.asarray(proposals)
     proposed = _score_population(score_key, proposals, obs, dynamic_args, space=space, score=score,
                                  static_args=static_args, vectorize=vectorize)
     return _compiled_select(select_key, codes, scores, proposals, proposed.scores, temperature=temperature), proposed
@@ -354,10 +393,18 @@ def _initial_codes(key, space, population, init) -> jax.Array:
 # ---------------------------------------------------------------------------
 
 
+def _code_identity(code: np.ndarray) -> bytes:
+    return np.asarray(code).tobytes()
+
+
 class _Archive:
     def __init__(self):
         self.entries: dict[bytes, tuple[np.ndarray, float, float]] = {}
+        self.identities: set = set()  # what ``identify`` made of every code scored (or being scored)
         self.best_score = -np.inf
+
+    def remember(self, codes: np.ndarray, identify) -> None:
+        self.identities.update(identify(code) for code in codes)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -40,6 +40,7 @@ __all__ = ["DEFAULT_BUDGET", "default_components", "default_grammar", "discover"
 
 DEFAULT_BUDGET = ppl.infer.Budget(steps=6)
 POPULATION = 12
+EVERY_STRUCTURE = 1_000_000  # the search returns every structure it scored: the posterior normalises over all
 
 
 def default_components(series: Series, periods=None, harmonics: int = 3) -> tuple[parts.Component, ...]:
@@ -151,9 +152,13 @@ def search_series(key, grammar: Grammar, series: Series, *, budget, population: 
     """Search ``grammar`` on a prepared series and explain the result (``discover``'s core; ``extend`` reuses it).
 
     Structures are scored one after another inside the compiled step (``vectorize=False``): batching the
-    Laplace program over structures compiles far longer on XLA:CPU than it saves."""
+    Laplace program over structures compiles far longer on XLA:CPU than it saves. A proposal that denotes a
+    structure already scored (``a + b`` after ``b + a``) is proposed again (``identify=grammar.identity``), and
+    half the proposals swap one component for another (``grammar.neighbour``: ``changepoint(random_walk, level)``
+    -> ``changepoint(level, level)``), the smallest change of meaning, which subtree moves rarely make."""
     found = ppl.infer.search(key, grammar.space, {"obs": {"value": jnp.asarray(series.values)}},
                              *map(jnp.asarray, series.arguments()), budget=budget, population=population,
-                             score=grammar.score, keep=keep, init=init, progress=progress, vectorize=False)
+                             score=grammar.score, keep=EVERY_STRUCTURE, init=init, progress=progress, vectorize=False,
+                             identify=grammar.identity, propose=grammar.neighbour)
     return Explanation(series=series, grammar=grammar, found=found,
                        settings=dict(budget=budget, population=population, keep=keep))

@@ -101,17 +101,25 @@ class Explanation:
 
     @functools.cached_property
     def _groups(self) -> list[tuple[str, float, float, list[int]]]:
-        """The found codes grouped by the function they denote (``a + b`` and ``b + a``, or ``(a + b) + c``
+        """The scored codes grouped by the function they denote (``a + b`` and ``b + a``, or ``(a + b) + c``
         and ``a + (b + c)``, are one structure: the same components on the same sides of the changepoint):
-        ``[(formula, probability, log_evidence, indices), ...]``, most probable first; a group's formula and
-        evidence are its best-scored member's, its probability the sum of its members'."""
+        ``[(formula, probability, log_evidence, indices), ...]``, most probable first, over every structure
+        the search scored. A group's formula and evidence are its best-scored member's; its prior mass counts
+        every code that denotes it (:meth:`Grammar.multiplicity`), scored or not, since they share one
+        evidence: the search scores one of them (``identify=``)."""
         groups: dict[tuple, list[int]] = {}
         for index, (code, evidence) in enumerate(zip(self.found.codes, self.found.log_evidence)):
             if np.isfinite(evidence):
                 groups.setdefault(self.grammar.signature(code), []).append(index)
-        rows = [(self.grammar.space.describe(self.found.codes[members[0]]),
-                 float(np.sum(self.found.probabilities[members])), float(self.found.log_evidence[members[0]]),
-                 members) for members in groups.values()]
+        members = list(groups.values())
+        if not members:
+            return []
+        log_mass = np.array([self.found.scores[group[0]] + np.log(self.grammar.multiplicity(self.found.codes[group[0]]))
+                             for group in members])
+        probabilities = np.exp(log_mass - np.max(log_mass))
+        probabilities /= probabilities.sum()
+        rows = [(self.grammar.space.describe(self.found.codes[group[0]]), float(p),
+                 float(self.found.log_evidence[group[0]]), group) for group, p in zip(members, probabilities)]
         return sorted(rows, key=lambda row: -row[1])
 
     @property
@@ -121,15 +129,18 @@ class Explanation:
 
     @property
     def posterior(self) -> list[tuple[str, float, float]]:
-        """``[(formula, probability, log_evidence), ...]``, most probable first: probabilities normalised over
-        every structure the search scored (unscored structures count as 0), codes that denote the same
-        function merged (their probabilities added)."""
-        return [row[:3] for row in self._groups]
+        """``[(formula, probability, log_evidence), ...]``, the ``keep`` most probable structures first:
+        probabilities normalised over every structure the search scored (unscored structures count as 0),
+        codes that denote the same function merged."""
+        return [row[:3] for row in self._groups[: self.settings.get("keep", 8)]]
 
     @property
     def _weights(self) -> np.ndarray:
-        p = np.where(np.isfinite(self.found.log_evidence), self.found.probabilities, 0.0)
-        return p / p.sum()
+        """``(codes,)``: each group's probability on its best-scored code (0 on the other codes)."""
+        weights = np.zeros(len(self.found.codes))
+        for _, probability, _, group in self._groups:
+            weights[group[0]] = probability
+        return weights
 
     def _mode(self, index: int) -> dict:
         choices = self.found.estimates.trace.choices

@@ -28,6 +28,7 @@ Structures with more than one changepoint are outside the grammar (score
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +36,7 @@ import numpy as np
 
 import ppl
 from ppl import dist
+from ppl.compose import space_moves
 from ppl.errors import CompositionError
 from stdlib.sequences import statespace, switching
 from stdlib.sequences.components import HYPER_SIZE, Component, TimeScale
@@ -192,6 +194,8 @@ class Grammar:
                     if n < size:
                         table[node, n] = True
                         stack += [2 * n + 1, 2 * n + 2]
+        object.__setattr__(self, "_identities", {})
+        object.__setattr__(self, "neighbour", functools.partial(space_moves.neighbour, space))
         object.__setattr__(self, "_left", left)
         object.__setattr__(self, "_right", right)
 
@@ -270,8 +274,46 @@ class Grammar:
             (('both', 'level'), ('both', 'linear_trend'))
         """
         kinds, sides, _ = (np.asarray(a) for a in self.slots_of(code))
+        return self._signature_of(kinds, sides)
+
+    def _signature_of(self, kinds: np.ndarray, sides: np.ndarray) -> tuple[tuple[str, str], ...]:
         return tuple(sorted((("both", "before", "after")[int(side)], self.components[int(kind) - 1].name)
                             for kind, side in zip(kinds, sides) if kind))
+
+    @functools.cached_property
+    def _multiplicities(self) -> dict:
+        """How many valid codes of the space have each signature (every code enumerated once, on first use)."""
+        codes = self.space.enumerate()
+        kinds, sides, valid = (np.asarray(a) for a in jax.jit(jax.vmap(self.slots_of))(codes))
+        counts: dict = {}
+        for row_kinds, row_sides in zip(kinds[valid], sides[valid]):
+            signature = self._signature_of(row_kinds, row_sides)
+            counts[signature] = counts.get(signature, 0) + 1
+        return counts
+
+    def multiplicity(self, code) -> int:
+        """How many codes denote the same function as ``code`` (``a + b`` and ``b + a``: 2). Every one has the
+        same evidence and, under ``space``'s prior, the same prior probability (the trees differ by mirror
+        images), so the structure's prior mass is ``multiplicity * exp(space.log_prior(code))``.
+
+        Example::
+
+            >>> from stdlib import sequences as seq
+            >>> grammar = Grammar((seq.level(), seq.linear_trend()))
+            >>> grammar.multiplicity(grammar.space.encode(("+", "linear_trend", "level")))
+            2
+        """
+        return max(1, self._multiplicities.get(self.signature(code), 1))
+
+    def identity(self, code) -> tuple:
+        """``(signature, valid)``: when two codes are the same structure (``ppl.infer.search``'s ``identify=``;
+        cached by code, since the search asks for every proposal)."""
+        code = np.asarray(code, np.int32)
+        found = self._identities.get(code.tobytes())
+        if found is None:
+            found = (self.signature(code), bool(self.slots_of(code)[2]))
+            self._identities[code.tobytes()] = found
+        return found
 
     def gates(self, sides: jax.Array, length: int) -> jax.Array:
         """``(G, T, slots)``: whether each slot is observed at each point, for each changepoint candidate."""

@@ -187,6 +187,53 @@ def test_moves_return_valid_codes(population, move):
         assert 0.5 < changed.mean() < 1.0
 
 
+def test_swap_changes_exactly_one_terminal_into_another():
+    from ppl.compose import space_moves
+
+    codes = np.asarray(space.enumerate())[:2000]
+    swapped = np.asarray(jax.jit(jax.vmap(lambda k, c: space_moves.swap(space, k, c)))(
+        jax.random.split(jax.random.key(3), len(codes)), jnp.asarray(codes)))
+    assert bool(jnp.all(space.is_valid(swapped)))
+    differs = swapped != codes
+    assert np.all(differs.sum(axis=1) == 1)  # every code has a terminal, and one node changes
+    rows, nodes = np.nonzero(differs)
+    terminal = lambda values: (values >= 1) & (values <= space.num_terminals)  # noqa: E731
+    assert np.all(terminal(codes[rows, nodes]) & terminal(swapped[rows, nodes]))
+    # every other terminal is reachable from a single-terminal code, uniformly
+    single = jnp.asarray(codes[0])
+    assert terminal(np.asarray(single)[:1]).all()
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: space_moves.swap(space, k, single)))(
+        jax.random.split(jax.random.key(4), 3000)))[:, 0]
+    counts = np.bincount(draws, minlength=space.num_terminals + 1)[1: space.num_terminals + 1]
+    others = np.delete(counts, int(single[0]) - 1)
+    assert counts[int(single[0]) - 1] == 0 and np.all(np.abs(others / 3000 - 1 / len(others)) < 0.05)
+
+
+def test_grow_joins_a_terminal_with_the_first_operator_as_high_as_it_fits():
+    from ppl.compose import space_moves
+
+    codes = np.asarray(space.enumerate())[::5][:2000]
+    grown = np.asarray(jax.jit(jax.vmap(lambda k, c: space_moves.grow(space, k, c)))(
+        jax.random.split(jax.random.key(6), len(codes)), jnp.asarray(codes)))
+    assert bool(jnp.all(space.is_valid(grown)))
+    room = np.asarray(jax.vmap(lambda c: space_moves.insertable(space, c))(jnp.asarray(codes)))
+    operators = lambda c: np.sum(np.asarray(space.is_operator(jnp.asarray(c))), axis=1)  # noqa: E731
+    assert np.array_equal(operators(grown), operators(codes) + room.any(axis=1))
+    whole = room[:, 0]  # the whole structure fits one level lower: it becomes the first operator's operand
+    assert np.all(grown[whole, 0] == space.num_terminals + 1)
+
+
+def test_neighbour_mixes_swaps_with_the_moves():
+    from ppl.compose import space_moves
+
+    codes = jnp.asarray(np.asarray(space.enumerate())[::7][:1000])
+    keys = jax.random.split(jax.random.key(5), len(codes))
+    moved = np.asarray(jax.jit(jax.vmap(lambda k, c: space_moves.neighbour(space, k, c)))(keys, codes))
+    assert bool(jnp.all(space.is_valid(moved)))
+    one_terminal_changed = ((moved != np.asarray(codes)).sum(axis=1) == 1)
+    assert 0.3 < one_terminal_changed.mean() < 0.8  # swaps (35%), plus replace moves that redraw one leaf
+
+
 def test_delete_undoes_insert():
     from ppl.compose.space_moves import delete_at, insert_at, insertable
 

@@ -36,6 +36,19 @@ def test_conjugate_normal_is_exact_and_compiles_once():
     np.testing.assert_allclose(again.log_evidence, normal_normal_log_evidence(y + 1.0, 0.5, 2.0, 1.0), atol=1e-4)
 
 
+def test_newton_stops_at_the_mode():
+    """On a quadratic log density one Newton step lands on the mode: the loop stops there (the start, the
+    step, and the check that no full step would add NEWTON_TOLERANCE), far below its cap, with the same
+    evidence as a capped run."""
+    y = jnp.array([1.2, 0.7, 2.1, 1.6, 0.9])
+    exact = normal_normal_log_evidence(y, 0.5, 2.0, 1.0)
+    long = ppl.infer.laplace(KEY, location, {"y": y}, 5, steps=0, newton=30)
+    short = ppl.infer.laplace(KEY, location, {"y": y}, 5, steps=0, newton=2)
+    assert int(long.newton_steps) <= 4 and int(short.newton_steps) <= 3
+    np.testing.assert_allclose(long.log_evidence, exact, atol=1e-4)
+    np.testing.assert_allclose(short.log_evidence, exact, atol=1e-4)
+
+
 @ppl.model
 def regression(design):
     weights = ppl.sample("w", dist.Normal(0.0, 1.5).expand([design.shape[1]]).to_event(1))

@@ -107,6 +107,36 @@ def test_every_structure_scores_in_one_compiled_call():
     assert len(traced) - before <= 3
 
 
+def test_proposals_go_to_structures_not_scored_before():
+    """With identify=, a step re-proposes members whose proposal was already scored. Here terms are
+    identified by their set (``trend + level`` is ``level + trend``; 7 non-empty sets of 3 terms): the 4 + 2 x 4
+    scoring slots of two steps reach all 7 for every key, where plain proposals, re-scoring known sets, do not."""
+    y = simulate(4)
+    identify = lambda code: frozenset(SPACE.kinds[k] for k in code if 0 < k <= SPACE.num_terminals)  # noqa: E731
+    reached = np.array([[len({identify(code) for code in ppl.infer.search(
+        jax.random.key(seed), SPACE, {"obs": y}, TIME, budget=2, population=4, n=64, keep=100, **extra).codes})
+        for extra in ({"identify": identify}, {})] for seed in range(8)])
+    assert np.all(reached[:, 0] == 7) and reached[:, 1].sum() < 8 * 7, reached
+
+
+def test_a_custom_proposal_plugs_in():
+    from ppl.compose import space_moves
+
+    calls = []
+
+    def swap_only(key, code):
+        calls.append(1)  # traced once per compilation, not per call
+        return space_moves.swap(SPACE, key, code)
+
+    start = jnp.stack([SPACE.encode("level")] * 2 + [SPACE.encode("trend")] * 2)
+    result = ppl.infer.search(jax.random.key(6), SPACE, {"obs": simulate(6)}, TIME, budget=2, population=4,
+                              n=64, init=start, propose=swap_only, keep=100)
+    # swaps keep one-terminal codes one-terminal: only the three single terms can ever be scored
+    assert {tuple(SPACE.describe(code).split(" + ")) for code in result.codes} <= {("level",), ("trend",),
+                                                                                      ("periodic",)}
+    assert len(calls) >= 1
+
+
 def test_bad_calls():
     y = simulate(0)
     with pytest.raises(ppl.errors.InferenceError, match="Budget"):

@@ -183,6 +183,24 @@ def test_grammar_reads_slots_and_sides_from_a_code():
     assert space.describe(space.encode(("+", "linear_trend", "periodic(12)"))) == "linear_trend + periodic(12)"
 
 
+def test_codes_with_one_signature_share_the_prior_and_are_counted():
+    """The posterior over structures adds ``multiplicity * prior``: every code with a signature has the same
+    prior, and multiplicity counts them."""
+    grammar = seq.Grammar((seq.level(), seq.linear_trend(), seq.random_walk()))
+    codes = np.asarray(grammar.space.enumerate())
+    log_priors = np.asarray(grammar.space.log_prior(jnp.asarray(codes)))
+    groups: dict = {}
+    for code, log_prior in zip(codes, log_priors):
+        if bool(grammar.slots_of(code)[2]):
+            groups.setdefault(grammar.signature(code), []).append((code, log_prior))
+    for members in groups.values():
+        assert np.ptp([log_prior for _, log_prior in members]) < 1e-5
+        assert all(grammar.multiplicity(code) == len(members) for code, _ in members)
+    assert grammar.multiplicity(grammar.space.encode(("+", "level", ("+", "linear_trend", "random_walk")))) == 12
+    assert grammar.identity(grammar.space.encode(("+", "level", "random_walk"))) == \
+        grammar.identity(grammar.space.encode(("+", "random_walk", "level")))
+
+
 @pytest.mark.slow  # ~40 s: a Laplace compile of the explicit grammar model
 def test_collapsed_density_integrates_the_states_of_the_explicit_model():
     """Given a changepoint structure and its settings, the collapsed density (states integrated by the filter,
