@@ -183,6 +183,23 @@ def test_grammar_reads_slots_and_sides_from_a_code():
     assert space.describe(space.encode(("+", "linear_trend", "periodic(12)"))) == "linear_trend + periodic(12)"
 
 
+@pytest.mark.parametrize("length", [2, 3, 8])
+def test_integrated_regression_stays_exact_when_the_noise_is_tiny(length):
+    """Float32 with noise 1e-4 (standardised values ~1e4): the integrated regression matches the float64
+    Gaussian. The difference form of the quadratic gave +512 where the truth is -165.6 (8 points)."""
+    rng = np.random.default_rng(length)
+    t = np.linspace(0.0, 1.0, length)
+    design = np.stack([np.full(length, 2.0), 4.0 * t], axis=1)
+    y = design @ rng.normal(size=2) + 1e-3 * rng.normal(size=length)
+    for noise in (1e-1, 1e-2, 1e-3, 1e-4):
+        covariance = design @ design.T + noise**2 * np.eye(length)
+        exact = -0.5 * (length * np.log(2 * np.pi) + np.linalg.slogdet(covariance)[1]
+                        + y @ np.linalg.solve(covariance, y))
+        got = seq.statespace.static_log_likelihood(jnp.asarray(y, jnp.float32), jnp.asarray(design, jnp.float32),
+                                                   jnp.ones(2), jnp.asarray(noise**2, jnp.float32))
+        assert abs(float(got) - exact) < 1e-3 * max(1.0, abs(exact)), (noise, float(got), exact)
+
+
 def test_codes_with_one_signature_share_the_prior_and_are_counted():
     """The posterior over structures adds ``multiplicity * prior``: every code with a signature has the same
     prior, and multiplicity counts them."""
