@@ -209,6 +209,7 @@ def search(
     identify: Callable[[np.ndarray], Any] | None = None,
     retries: int = 8,
     propose: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    log_prior: Callable[[jax.Array], jax.Array] | None = None,
 ) -> SearchResult:
     """Search ``space`` for the structures that best explain ``obs`` (see the module docstring).
 
@@ -241,6 +242,10 @@ def search(
       propose: ``propose(key, code) -> code``, a member's neighbour (jittable; vmapped over the
         population). Default: ``space.propose``'s move; ``functools.partial(space_moves.neighbour, space)``
         adds terminal swaps (``ppl.compose.space_moves.swap``). Define it once: a new function recompiles.
+      log_prior: ``log_prior(code) -> scalar``, the structure prior the scores add (jittable; ``-inf``
+        outside the space). Default: ``space.log_prior``, the grammar's own. Pass another to put a prior on
+        what a code *denotes* rather than on how its tree is drawn (e.g. a penalty per component, shared
+        among the codes that write one structure). Define it once: a new function recompiles.
 
     Returns:
       A :class:`SearchResult`.
@@ -260,7 +265,8 @@ def search(
     check_finite_observations(obs)
     score = particle_evidence(n) if score is None else score
     dynamic_args, static_args = split_args(args, space.model)
-    scoring = dict(space=space, score=score, static_args=static_args, vectorize=bool(vectorize))
+    scoring = dict(space=space, score=score, static_args=static_args, vectorize=bool(vectorize),
+                   log_prior=space.log_prior if log_prior is None else log_prior)
     score_key, key = jax.random.split(key)
 
     codes = _initial_codes(key, space, population, init)
@@ -302,21 +308,21 @@ class _Scored(NamedTuple):
     estimates: Any = None  # what the score returned, batched (e.g. Laplace results with their modes)
 
 
-def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_args, vectorize=True):
+def _score_codes(score_key, codes, obs, dynamic_args, *, space, score, static_args, vectorize=True, log_prior=None):
     args = join_args(dynamic_args, static_args)
 
     def one(code):
         estimate = score(jax.random.fold_in(score_key, code_hash(code)), space.model, obs, code, *args)
         log_evidence = as_evidence(estimate, "search's score").log_evidence
-        log_prior = space.log_prior(code)
-        total = jnp.where(jnp.isfinite(log_prior), log_prior + log_evidence, -jnp.inf)
+        prior = (space.log_prior if log_prior is None else log_prior)(code)
+        total = jnp.where(jnp.isfinite(prior), prior + log_evidence, -jnp.inf)
         return total, log_evidence, jax.tree_util.tree_map(jnp.asarray, estimate)
 
     scores, log_evidence, estimates = jax.vmap(one)(codes) if vectorize else jax.lax.map(one, codes)
     return _Scored(codes, scores, log_evidence, estimates)
 
 
-_score_population = jax.jit(_score_codes, static_argnames=("space", "score", "static_args", "vectorize"))
+_score_population = jax.jit(_score_codes, static_argnames=("space", "score", "static_args", "vectorize", "log_prior"))
 
 
 @functools.lru_cache(maxsize=64)
@@ -352,7 +358,7 @@ _compiled_select = jax.jit(_select, static_argnames=("temperature",))
 
 
 def _step(key, score_key, state, obs, dynamic_args, *, space, score, temperature, static_args, vectorize, archive,
-          identify, retries, propose):
+          identify, retries, propose, log_prior):
     """One step: propose (compiled; members whose proposal was already scored propose again, up to ``retries``
     times), score the proposals (the population's compiled scorer, shared with the initial population so a
     score compiles once), select (compiled)."""
@@ -372,7 +378,7 @@ def _step(key, score_key, state, obs, dynamic_args, *, space, score, temperature
     archive.remember(proposals, identify)
     proposals = jnp.asarray(proposals)
     proposed = _score_population(score_key, proposals, obs, dynamic_args, space=space, score=score,
-                                 static_args=static_args, vectorize=vectorize)
+                                 static_args=static_args, vectorize=vectorize, log_prior=log_prior)
     return _compiled_select(select_key, codes, scores, proposals, proposed.scores, temperature=temperature), proposed
 
 

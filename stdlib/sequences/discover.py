@@ -155,10 +155,12 @@ def search_series(key, grammar: Grammar, series: Series, *, budget, population: 
     Laplace program over structures compiles far longer on XLA:CPU than it saves. A proposal that denotes a
     structure already scored (``a + b`` after ``b + a``) is proposed again (``identify=grammar.identity``), and
     half the proposals swap one component for another (``grammar.neighbour``: ``changepoint(random_walk, level)``
-    -> ``changepoint(level, level)``), the smallest change of meaning, which subtree moves rarely make."""
+    -> ``changepoint(level, level)``), the smallest change of meaning, which subtree moves rarely make. Scores
+    add the grammar's structure prior (:meth:`Grammar.log_prior`: a cost per component and per
+    hyperparameter), not the tree prior the space samples from."""
     found = ppl.infer.search(key, grammar.space, {"obs": {"value": jnp.asarray(series.values)}},
                              *map(jnp.asarray, series.arguments()), budget=budget, population=population,
                              score=grammar.score, keep=EVERY_STRUCTURE, init=init, progress=progress, vectorize=False,
-                             identify=grammar.identity, propose=grammar.neighbour)
+                             identify=grammar.identity, propose=grammar.neighbour, log_prior=grammar.log_prior)
     return Explanation(series=series, grammar=grammar, found=found,
                        settings=dict(budget=budget, population=population, keep=keep))

@@ -137,6 +137,23 @@ def test_a_custom_proposal_plugs_in():
     assert len(calls) >= 1
 
 
+def test_a_custom_structure_prior_plugs_in():
+    """``log_prior=`` replaces the space's prior in every score: here no code with a ``periodic`` term is
+    allowed, and the others weigh ``-terms`` nats."""
+    periodic = SPACE.kind_id("periodic")
+
+    def fewer_terms(code):
+        terminals = jnp.sum((code > 0) & (code <= SPACE.num_terminals))
+        return jnp.where(jnp.any(code == periodic) | ~SPACE.is_valid(code), -jnp.inf, -1.0 * terminals)
+
+    result = ppl.infer.search(jax.random.key(2), SPACE, {"obs": simulate(2)}, TIME, budget=2, population=4, n=64,
+                              keep=100, log_prior=fewer_terms)
+    finite = np.isfinite(result.scores)
+    assert finite.any() and not any("periodic" in SPACE.describe(code) for code in result.codes[finite])
+    np.testing.assert_allclose(result.scores[finite], result.log_evidence[finite]
+                               + np.asarray(jax.vmap(fewer_terms)(jnp.asarray(result.codes[finite]))), rtol=1e-6)
+
+
 def test_bad_calls():
     y = simulate(0)
     with pytest.raises(ppl.errors.InferenceError, match="Budget"):

@@ -218,6 +218,31 @@ def test_codes_with_one_signature_share_the_prior_and_are_counted():
         grammar.identity(grammar.space.encode(("+", "random_walk", "level")))
 
 
+def test_structure_prior_costs_each_component_and_is_shared_by_the_codes_of_a_structure():
+    """``Grammar.log_prior``: normalised over the grammar's codes, equal among the codes of one structure,
+    ``component_cost`` nats per component and ``hyperparameter_cost`` per hyperparameter between structures,
+    ``-inf`` outside the grammar (two changepoints)."""
+    grammar = seq.Grammar((seq.level(), seq.linear_trend(), seq.random_walk()), component_cost=1.5,
+                          hyperparameter_cost=0.25)
+    codes = np.asarray(grammar.space.enumerate())
+    log_priors = np.asarray(jax.jit(jax.vmap(grammar.log_prior))(jnp.asarray(codes)))
+    valid = np.asarray(jax.vmap(grammar.slots_of)(jnp.asarray(codes))[2])
+    assert np.all(np.isfinite(log_priors) == valid)
+    assert abs(np.logaddexp.reduce(log_priors[valid]) - 0.0) < 1e-5
+    mass: dict = {}
+    for code, log_prior in zip(codes[valid], log_priors[valid]):
+        signature = grammar.signature(code)
+        mass.setdefault(signature, []).append(log_prior)
+        assert abs(log_prior - mass[signature][0]) < 1e-5
+    structure = {signature: np.logaddexp.reduce(values) for signature, values in mass.items()}
+    one = structure[(("both", "level"),)]
+    assert abs(structure[(("both", "level"), ("both", "random_walk"))] - (one - 1.75)) < 1e-5  # + a variance
+    assert abs(structure[(("after", "level"), ("before", "linear_trend"))] - (one - 1.5)) < 1e-5
+    assert abs(structure[(("both", "level"), ("both", "linear_trend"), ("both", "random_walk"))] - (one - 3.25)) < 1e-5
+    twice = grammar.space.encode(("changepoint", ("changepoint", "level", "level"), "level"))
+    assert float(grammar.log_prior(twice)) == -np.inf
+
+
 @pytest.mark.slow  # ~40 s: a Laplace compile of the explicit grammar model
 def test_collapsed_density_integrates_the_states_of_the_explicit_model():
     """Given a changepoint structure and its settings, the collapsed density (states integrated by the filter,
