@@ -54,6 +54,7 @@ __all__ = [
     "log_proposal",
     "swap",
     "grow",
+    "prune",
     "neighbour",
     "NEIGHBOUR_WEIGHTS",
 ]
@@ -244,17 +245,33 @@ def grow(space, key: jax.Array, code: jax.Array) -> jax.Array:
     return jnp.where(jnp.any(allowed), grown, code).astype(jnp.int32)
 
 
-NEIGHBOUR_WEIGHTS = (0.35, 0.25, 0.4)  # swap, grow, a propose move
+def prune(space, key: jax.Array, code: jax.Array) -> jax.Array:
+    """``code`` with one terminal (uniform among those under an operator) removed, its sibling subtree taking
+    the operator's place: ``a + b + c`` -> ``a + c``, the opposite of :func:`grow`. A single terminal stays.
+    Not one of :func:`propose`'s moves (whose ``delete`` drops a whole operand, picked by operator)."""
+    code = space.check_shape(code)
+    gumbels = _gumbels(space, key, 1)
+    index = jnp.arange(space.size)
+    terminals = (code >= 1) & (code <= space.num_terminals) & (index > 0)
+    node = _uniform(gumbels[0], terminals)
+    parent = (node - 1) // 2
+    keep = (node % 2 == 1).astype(jnp.int32)  # a left child (odd node) leaves the right operand, and vice versa
+    return jnp.where(jnp.any(terminals), delete_at(space, code, parent, keep), code).astype(jnp.int32)
+
+
+NEIGHBOUR_WEIGHTS = (0.3, 0.2, 0.2, 0.3)  # swap, grow, prune, a propose move
 
 
 def neighbour(space, key: jax.Array, code: jax.Array, weights=NEIGHBOUR_WEIGHTS) -> jax.Array:
-    """A neighbour for search: :func:`swap`, :func:`grow` or a :func:`propose` move (replace a subtree, insert
-    an operator, delete one), with probabilities ``weights``. Swaps and growth are the small steps (one
-    component changed, one added) that random subtree moves rarely make. Use as
-    ``ppl.infer.search(..., propose=functools.partial(neighbour, space))``."""
-    choice_key, swap_key, grow_key, move_key = jax.random.split(key, 4)
+    """A neighbour for search: :func:`swap`, :func:`grow`, :func:`prune` or a :func:`propose` move (replace a
+    subtree, insert an operator, delete one), with probabilities ``weights``. Swaps, growth and pruning are
+    the small steps (one component changed, added or removed, as the Automatic Statistician's search moves)
+    that random subtree moves rarely make. Use as ``ppl.infer.search(..., propose=functools.partial(neighbour,
+    space))``."""
+    choice_key, swap_key, grow_key, prune_key, move_key = jax.random.split(key, 5)
     moved, _, _ = propose(space, move_key, code)
-    candidates = jnp.stack([swap(space, swap_key, code), grow(space, grow_key, code), moved])
+    candidates = jnp.stack([swap(space, swap_key, code), grow(space, grow_key, code), prune(space, prune_key, code),
+                            moved])
     return candidates[jax.random.categorical(choice_key, jnp.log(jnp.asarray(weights)))]
 
 

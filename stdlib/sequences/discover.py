@@ -154,8 +154,9 @@ def search_series(key, grammar: Grammar, series: Series, *, budget, population: 
     Structures are scored one after another inside the compiled step (``vectorize=False``): batching the
     Laplace program over structures compiles far longer on XLA:CPU than it saves. A proposal that denotes a
     structure already scored (``a + b`` after ``b + a``) is proposed again (``identify=grammar.identity``), and
-    half the proposals swap one component for another (``grammar.neighbour``: ``changepoint(random_walk, level)``
-    -> ``changepoint(level, level)``), the smallest change of meaning, which subtree moves rarely make. Scores
+    most proposals change one component (``grammar.neighbour``): swap it for another
+    (``changepoint(random_walk, level)`` -> ``changepoint(level, level)``), add one (``a + b`` -> ``a + b + c``) or
+    remove one (``a + b + c`` -> ``a + c``), the smallest changes of meaning, which subtree moves rarely make. Scores
     add the grammar's structure prior (:meth:`Grammar.log_prior`: a cost per component and per
     hyperparameter), not the tree prior the space samples from."""
     found = ppl.infer.search(key, grammar.space, {"obs": {"value": jnp.asarray(series.values)}},

@@ -10,8 +10,25 @@ size, background)``            ``over`` blending, on a latent backdrop, robust p
 =============================  ==============================================================
 """
 
-from stdlib.shapes.primitives import KINDS, PRIMITIVES, circle, ellipse, line, outline, painter_of, rectangle, triangle
-from stdlib.shapes.scene import Dataset, Shape, make_dataset, render_shapes, scene_model, visible_fractions
+from stdlib.shapes.primitives import (
+           KINDS,
+           PRIMITIVES,
+           circle,
+           ellipse,
+           line,
+           outline,
+           painter_of,
+           rectangle,
+           triangle,
+)
+from stdlib.shapes.scene import (
+           Dataset,
+           Shape,
+           make_dataset,
+           render_shapes,
+           scene_model,
+           visible_fractions,
+)
 
 __all__ = ["KINDS", "PRIMITIVES", "Dataset", "Shape", "circle", "ellipse", "line", "make_dataset", "outline",
            "painter_of", "rectangle", "render_shapes", "scene_model", "triangle", "visible_fractions"]

@@ -82,7 +82,7 @@ def painter_of(kind: str, centre, size, angle, colour) -> ShapePainter:
     """The painter of a ``kind`` with these latents (what the model returns)."""
     if kind not in KINDS:
         raise ValueError(f"unknown shape kind {kind!r}; the kinds are {', '.join(KINDS)}.")
-    as_float = lambda value: jnp.asarray(value, jnp.float32)  # noqa: E731
+    as_float = lambda value: jnp.asarray(value, jnp.float32)
     return ShapePainter(kind=jnp.asarray(KINDS.index(kind), jnp.int32), centre=as_float(centre),
                         size=as_float(size), angle=as_float(angle), colour=as_float(colour))
 

@@ -39,7 +39,7 @@ from ppl.errors import ShapeError
 from stdlib import render
 from stdlib.shapes.primitives import BOUNDS, CENTRE, KINDS, PRIMITIVES, painter_of
 
-__all__ = ["NOISE", "DEGREES_OF_FREEDOM", "Dataset", "Shape", "make_dataset", "scene_model"]
+__all__ = ["DEGREES_OF_FREEDOM", "NOISE", "Dataset", "Shape", "make_dataset", "scene_model"]
 
 NOISE = 0.1
 DEGREES_OF_FREEDOM = 4.0
@@ -219,6 +219,6 @@ def make_dataset(key: jax.Array, n: int, size: tuple[int, int] = (64, 64), max_s
         scenes.append(drawn)
         backgrounds.append(background)
     height, width = size
-    as_array = lambda items, shape: np.asarray(items, np.float32).reshape(shape)  # noqa: E731
+    as_array = lambda items, shape: np.asarray(items, np.float32).reshape(shape)
     return Dataset(as_array(images, (n, height, width, 3)), as_array(cleans, (n, height, width, 3)), scenes,
                    as_array(backgrounds, (n, 3)), np.array([len(s) for s in scenes], np.int32))
