@@ -35,8 +35,10 @@ Two series shipped with statsmodels (no download), fixed seeds:
   generating components on the same sides of any changepoint (``Grammar.signature``).
   Target (issue): at least 9 of 10. **Held out:** seeds 0-9 were the
   development (validation) set, looked at while changing the search and the
-  scorer; the report uses seeds ``--first-seed`` (default 10) onwards, never
-  looked at before the run that writes the report.
+  scorer; seeds 10-19 were held out until 2026-12-07, when their misses (11
+  and 12, search misses) led to the ``prune`` move, so they are development
+  seeds now too. The report uses seeds ``--first-seed`` (default 20) onwards,
+  never looked at before the run that writes the report.
 - **Anytime.** Nile again with the same key and budget 2; the best score
   (``found.scores[0]``) of the budget-6 run must be >= that of the budget-2 run.
 
@@ -217,7 +219,7 @@ def nile(steps: int) -> dict:
 
 
 RECOVERY_LENGTH = 96  # monthly points (eight years)
-HELD_OUT_SEED = 10  # recovery seeds 0-9 were looked at while developing; the report uses seeds from here on
+HELD_OUT_SEED = 20  # recovery seeds 0-19 were looked at while developing (see the module docstring)
 RECOVERY_CASES = (  # (the generating structure, as space.encode takes it; its formula)
     (("+", "linear_trend", "periodic(12)"), "0.03 t + sin(2 pi t / 12) + N(0, 0.3^2)"),
     (("changepoint", "level", "level"), "0 up to t = 55, then 1.5; + N(0, 0.4^2)"),
