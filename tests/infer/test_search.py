@@ -66,11 +66,13 @@ def found():
                              population=16, n=512) for seed in range(10)]
 
 
+@pytest.mark.slow  # the shared fixture runs ten searches (~15 s); run by .ci/run's slow pass
 def test_recovers_the_generating_structure_in_nine_of_ten_seeds(found):
     recovered = [terms(result.describe()[0]) == ["periodic", "trend"] for result in found]
     assert sum(recovered) >= 9, [result.describe()[:2] for result in found]
 
 
+@pytest.mark.slow  # the shared fixture runs ten searches (~15 s); run by .ci/run's slow pass
 def test_scores_are_prior_plus_exact_evidence(found):
     for seed in (0, 1):
         result, y = found[seed], simulate(seed)
@@ -80,6 +82,7 @@ def test_scores_are_prior_plus_exact_evidence(found):
             assert abs(log_evidence - exact_log_evidence(code, y)) < 1.0
 
 
+@pytest.mark.slow  # the shared fixture runs ten searches (~15 s); run by .ci/run's slow pass
 def test_history_is_anytime_and_longer_runs_extend_shorter_ones(found):
     y = simulate(0)
     short = ppl.infer.search(jax.random.key(0), SPACE, {"obs": y}, TIME, budget=5, population=16, n=512)
@@ -208,6 +211,7 @@ def laplace_scores():
     return codes, y, np.asarray(scores), np.asarray(log_evidence), len(traced) - before
 
 
+@pytest.mark.slow  # ~30 s with its fixture; run by .ci/run's slow pass
 def test_laplace_score_is_the_closed_form_evidence_of_every_linear_gaussian_structure(laplace_scores):
     codes, y, scores, log_evidence, traces = laplace_scores
     exact = np.array([exact_log_evidence(code, y, LONG) for code in codes])
@@ -222,6 +226,7 @@ def test_laplace_score_is_the_closed_form_evidence_of_every_linear_gaussian_stru
     assert len(traced) == before
 
 
+@pytest.mark.slow  # ~30 s with its fixture; run by .ci/run's slow pass
 def test_structures_that_denote_the_same_function_score_alike(laplace_scores):
     codes, _, _, log_evidence, _ = laplace_scores
     index = {tuple(np.asarray(code)): i for i, code in enumerate(codes)}

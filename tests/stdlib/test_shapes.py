@@ -60,12 +60,12 @@ def test_each_primitive_covers_its_area(kind):
 
 def test_scene_model_simulates_scores_and_draws_shapes_in_depth_order():
     model = shapes.scene_model(max_shapes=2, size=(16, 16))
-    trace = jax.jit(model.simulate)(jax.random.key(3))
+    trace = model.simulate(jax.random.key(3))  # eager: faster than compiling it here
     choices = trace.choices
     assert choices["image"].shape == (16, 16, 3)
     assert {"shapes/count", "shapes/parts/index", "backdrop/colour", "shapes/parts/circle/centre"} <= set(
         choices.addresses())
-    assessed = model.assess(choices)
+    assessed = jax.jit(model.assess)(choices)
     np.testing.assert_allclose(float(assessed.log_density), float(trace.score), rtol=1e-5)
     # two opaque rectangles, the second over the first: the overlap shows the second's colour
     first = shapes.Shape("rectangle", np.array([0.4, 0.5]), np.array([0.5, 0.5]), 0.0, np.array([1.0, 0.0, 0.0]))
@@ -103,3 +103,42 @@ def test_bad_arguments_raise_shape_errors():
         shapes.make_dataset(jax.random.key(0), 2, kinds=("hexagon",))
     with pytest.raises(ValueError, match="kinds are"):
         shapes.painter_of("hexagon", [0.5, 0.5], [0.1, 0.1], 0.0, [1.0, 1.0, 1.0])
+
+
+def test_images_are_checked_and_normalised():
+    grey = np.linspace(0, 255, 64).reshape(8, 8)
+    lifted = shapes.check_image(grey)
+    assert lifted.shape == (8, 8, 3) and lifted.max() == 1.0 and np.all(lifted[..., 0] == lifted[..., 2])
+    rgba = np.random.default_rng(0).uniform(size=(8, 8, 4))
+    assert shapes.check_image(rgba).shape == (8, 8, 3)
+    np.testing.assert_allclose(shapes.check_image(np.full((8, 8), 5.0), value_range=(0, 10)), 0.5)
+    for bad, match in [(np.zeros((8, 8, 2)), "must be"), (np.zeros((2, 8, 8, 3)), "must be"),
+                       (np.full((8, 8, 3), np.nan), "NaN"), (np.full((8, 8, 3), -0.5), "neither"),
+                       (np.full((8, 8, 3), 300.0), "neither"), (np.array([["a"] * 8] * 8), "numbers")]:
+        with pytest.raises(ppl.errors.ShapeError, match=match):
+            shapes.check_image(bad)
+    with pytest.raises(ppl.errors.ShapeError, match="outside"):
+        shapes.check_image(np.full((8, 8), 5.0), value_range=(0, 1))
+    with pytest.raises(ppl.errors.ShapeError, match="max_shapes"):
+        shapes.parse(jax.random.key(0), np.zeros((8, 8, 3)), max_shapes=0)
+
+
+@pytest.mark.slow  # ~5 minutes: ten 64x64 scenes, up to 26 Laplace fits each, after a ~30 s compile
+def test_parse_recovers_count_and_kinds_of_generated_scenes():
+    """The issue's target is 9 of 10 (not met yet: 7 of 10 on our validation scenes, key 1000); this guards
+    the level reached (count and kinds both right in at least 6 of these 10), the anytime property and the
+    scene's bookkeeping."""
+    data = shapes.make_dataset(jax.random.key(7), 10, size=(64, 64), max_shapes=3)
+    right, evidences = 0, []
+    for index in range(10):
+        scene = shapes.parse(jax.random.key(index), data.images[index], max_shapes=3)
+        truth = sorted(s.kind for s in data.shapes[index])
+        right += sorted(s.kind for s in scene.shapes) == truth
+        assert np.all(np.diff(scene.history) > 0) and abs(scene.count_posterior.sum() - 1) < 1e-6
+        assert scene.kind_probabilities.shape == (scene.count, len(shapes.KINDS))
+        assert scene.render().shape == (64, 64, 3)
+        evidences.append(scene.log_evidence)
+    assert right >= 6, right
+    # anytime: a smaller budget evaluates a prefix of the same candidates, so its best is never higher
+    short = shapes.parse(jax.random.key(0), data.images[0], max_shapes=3, budget=3)
+    assert short.log_evidence <= evidences[0] + 1e-6

@@ -1,0 +1,341 @@
+"""Inverse graphics: the scene that explains an image, by analysis by synthesis.
+
+``parse(key, image, max_shapes=K)`` explains an ``(H, W, 3)`` image with
+:func:`~stdlib.shapes.scene.scene_model` and returns a :class:`Scene`.
+The search over scene structures (how many shapes, of which kinds, in which
+depth order) is greedy, as a person would draw the scene:
+
+1. the backdrop alone (its colour starts at the median of the border pixels);
+2. the largest blob where the image and the current rendering differ (pixels
+   more than 0.25 apart, smoothed over 3x3, connected) suggests the next
+   shape: its centre, its extent and direction (the blob's second moments),
+   its colour (the median inside);
+3. every kind is tried there, in front of the shapes found so far and, when
+   there are some, behind them (a shape seen only in part may be at the back);
+   each candidate structure's continuous latents (every shape's centre, size,
+   angle and colour, and the backdrop's colour) are refined together and its
+   evidence ``log p(image, count, kinds)`` estimated by the core's Laplace
+   (``ppl.infer.Laplace``: Adam from the guess, then Newton at the mode);
+4. the best candidate is kept if its evidence beats the structure without it,
+   and the search goes on from it; otherwise, or at ``max_shapes``, it stops.
+
+The evidences give the posterior over the count (the best structure of each
+count, normalised) and, for each shape, the probability of its kind among the
+kinds tried when it was added.
+
+Example::
+
+    >>> import jax
+    >>> from stdlib import shapes
+    >>> data = shapes.make_dataset(jax.random.key(0), 1, size=(32, 32), max_shapes=2)
+    >>> scene = shapes.parse(jax.random.key(1), data.images[0], max_shapes=2)   # doctest: +SKIP
+    >>> [s.kind for s in scene.shapes]                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import ppl
+from ppl.errors import ShapeError
+from stdlib.shapes.primitives import BOUNDS, CENTRE, KINDS, outline
+from stdlib.shapes.scene import Shape, check_max_shapes, render_shapes, scene_model
+
+__all__ = ["DEFAULT_LAPLACE", "Scene", "check_image", "parse"]
+
+DEFAULT_LAPLACE = ppl.infer.Laplace(restarts=2, steps=150, newton=3)
+DIFFERENCE = 0.25  # a pixel this far from the rendering (any channel, 3x3 mean) is unexplained
+SMALLEST_BLOB = 12  # pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """A parsed scene.
+
+    Attributes:
+      shapes: the shapes found, back to front (:class:`~stdlib.shapes.scene.Shape`).
+      kind_probabilities: ``(len(shapes), len(KINDS))`` each shape's kind probabilities among the kinds tried
+        when it was added (the others' latents refined, the rest of the scene as it was then).
+      background: ``(3,)`` the backdrop colour.
+      count_posterior: ``(max_shapes + 1,)`` ``P(count | image)`` over the structures evaluated (the best one
+        of each count; counts never reached get 0).
+      log_evidence: ``log p(image, count, kinds)`` of the scene returned (Laplace).
+      history: the best evidence after each step (anytime: never decreases).
+      image: the image explained ``(H, W, 3)``.
+    """
+
+    shapes: list
+    kind_probabilities: np.ndarray
+    background: np.ndarray
+    count_posterior: np.ndarray
+    log_evidence: float
+    history: np.ndarray
+    image: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return len(self.shapes)
+
+    def render(self) -> np.ndarray:
+        """``(H, W, 3)`` the scene drawn without noise."""
+        return render_shapes(self.shapes, self.background, self.image.shape[:2])[0]
+
+    def table(self) -> str:
+        """One line per shape, front first: kind (probability), centre and size in pixels, angle, colour."""
+        height, width = self.image.shape[:2]
+        lines = [f"{'depth':>5}  {'kind':<10} {'p':>5}  {'centre (px)':>13}  {'size (px)':>13}  {'angle':>6}  colour"]
+        for index in range(len(self.shapes) - 1, -1, -1):
+            shape = self.shapes[index]
+            p = self.kind_probabilities[index, KINDS.index(shape.kind)]
+            centre = shape.centre * np.array([width, height])
+            size = shape.size * np.array([width, height])
+            colour = " ".join(f"{c:.2f}" for c in shape.colour)
+            lines.append(f"{index:>5}  {shape.kind:<10} {p:5.2f}  ({centre[0]:5.1f}, {centre[1]:5.1f})  "
+                         f"({size[0]:5.1f}, {size[1]:5.1f})  {np.degrees(shape.angle):6.1f}  {colour}")
+        return "\n".join(lines)
+
+    def plot(self, path: str) -> None:
+        """A figure: the image, the reconstruction, the residual and the outlines found (needs matplotlib)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        height, width = self.image.shape[:2]
+        reconstruction = self.render()
+        figure, axes = plt.subplots(1, 4, figsize=(12, 3.4))
+        axes[0].imshow(np.clip(self.image, 0, 1))
+        axes[0].set_title("image")
+        axes[1].imshow(np.clip(reconstruction, 0, 1))
+        axes[1].set_title(f"reconstruction ({self.count} shapes)")
+        axes[2].imshow(np.abs(self.image - reconstruction).max(axis=-1), cmap="magma", vmin=0, vmax=1)
+        axes[2].set_title("residual")
+        axes[3].imshow(np.clip(self.image, 0, 1))
+        for shape in self.shapes:
+            edge = outline(shape.kind, shape.centre, shape.size, shape.angle) * np.array([width, height]) - 0.5
+            axes[3].plot(edge[:, 0], edge[:, 1], "w-", lw=2.0)
+            axes[3].plot(edge[:, 0], edge[:, 1], "k-", lw=1.0)
+        axes[3].set_title("found")
+        for axis in axes:
+            axis.set_xticks([])
+            axis.set_yticks([])
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+
+
+def check_image(image, value_range=None) -> np.ndarray:
+    """``image`` as ``(H, W, 3)`` float32 in ``[0, 1]``: grey ``(H, W)`` or ``(H, W, 1)`` is lifted to RGB,
+    ``(H, W, 4)`` loses its alpha; values in ``[0, 255]`` are scaled when ``value_range`` is ``None`` and the
+    largest is above 1.
+
+    Raises:
+      ShapeError: the wrong rank or channel count, NaN pixels, values outside the declared or inferred range.
+    """
+    array = np.asarray(image)
+    if not np.issubdtype(array.dtype, np.number):
+        raise ShapeError(f"an image must hold numbers, got dtype {array.dtype}.")
+    array = array.astype(np.float32)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or min(array.shape[:2]) < 4:
+        raise ShapeError(f"an image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) with H, W >= 4; got shape "
+                         f"{np.shape(image)}.")
+    if np.isnan(array).any():
+        raise ShapeError(f"the image has {int(np.isnan(array).sum())} NaN values; fill or crop them first.")
+    if array.shape[-1] == 4:
+        array = array[..., :3]
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    low, high = float(array.min()), float(array.max())
+    if value_range is None:
+        value_range = (0.0, 255.0) if high > 1.0 else (0.0, 1.0)
+        if low < 0.0 or high > 255.0:
+            raise ShapeError(f"image values lie in [{low:g}, {high:g}], neither [0, 1] nor [0, 255]; pass "
+                             "value_range=(low, high) to say what they mean.")
+    lo, hi = map(float, value_range)
+    if not hi > lo or low < lo or high > hi:
+        raise ShapeError(f"image values lie in [{low:g}, {high:g}], outside value_range=({lo:g}, {hi:g}).")
+    return (array - lo) / (hi - lo)
+
+
+@functools.lru_cache(maxsize=8)
+def _scorer(max_shapes: int, size: tuple, laplace: ppl.infer.Laplace):
+    """The compiled evidence of one structure (count and kinds given), from a starting guess."""
+    model = scene_model(max_shapes, size)
+
+    @jax.jit
+    def score(key, image, count, kinds, init):
+        return laplace(key, model, {"image": image, "shapes/count": count, "shapes/parts/index": kinds}, init=init)
+
+    return score
+
+
+def _defaults(max_shapes: int) -> dict:
+    """Starting values for the slots no shape uses (their latents are inactive)."""
+    values = {}
+    for kind in KINDS:
+        bounds = BOUNDS[kind]
+        middle = 0.5 * (np.array(bounds.low) + np.array(bounds.high))
+        values[f"shapes/parts/{kind}/centre"] = np.full((max_shapes, 2), 0.5, np.float32)
+        values[f"shapes/parts/{kind}/size"] = np.tile(middle, (max_shapes, 1)).astype(np.float32)
+        values[f"shapes/parts/{kind}/angle"] = np.full((max_shapes,), 0.25 * bounds.period, np.float32)
+        values[f"shapes/parts/{kind}/colour"] = np.full((max_shapes, 3), 0.5, np.float32)
+    return values
+
+
+def _inside(value, low, high):
+    """``value`` moved just inside ``(low, high)`` (the uniform priors' open supports)."""
+    margin = 1e-3 * (np.asarray(high) - np.asarray(low))
+    return np.clip(value, np.asarray(low) + margin, np.asarray(high) - margin)
+
+
+def _init(shapes: list, background, max_shapes: int, restarts: int) -> dict:
+    """Laplace's ``init``: restart ``r`` turns every shape by a further quarter of its symmetry period."""
+    rows = []
+    for restart in range(restarts):
+        values = _defaults(max_shapes)
+        for slot, shape in enumerate(shapes):
+            bounds = BOUNDS[shape.kind]
+            prefix = f"shapes/parts/{shape.kind}/"
+            values[prefix + "centre"][slot] = _inside(shape.centre, *CENTRE)
+            values[prefix + "size"][slot] = _inside(shape.size, bounds.low, bounds.high)
+            angle = (shape.angle + restart * bounds.period / 4) % bounds.period
+            values[prefix + "angle"][slot] = _inside(angle, 0.0, bounds.period)
+            values[prefix + "colour"][slot] = _inside(shape.colour, 0.0, 1.0)
+        values["backdrop/colour"] = _inside(np.asarray(background, np.float32), 0.0, 1.0)
+        rows.append(values)
+    return {address: jnp.asarray(np.stack([row[address] for row in rows])) for address in rows[0]}
+
+
+def _read(trace, kinds: np.ndarray, count: int) -> tuple[list, np.ndarray]:
+    choices = trace.choices
+    found = []
+    for slot in range(count):
+        kind = KINDS[int(kinds[slot])]
+        prefix = f"shapes/parts/{kind}/"
+        size = np.asarray(choices[prefix + "size"][slot], np.float64)
+        if kind == "circle":
+            size = np.array([size[0], size[0]])
+        found.append(Shape(kind, np.asarray(choices[prefix + "centre"][slot], np.float64), size,
+                           float(choices[prefix + "angle"][slot]), np.asarray(choices[prefix + "colour"][slot],
+                                                                              np.float64), slot))
+    return found, np.asarray(choices["backdrop/colour"], np.float64)
+
+
+def _blob(image: np.ndarray, canvas: np.ndarray):
+    """``(centre, extent (2,), angle, colour)`` of the largest region the rendering does not explain, or None."""
+    from scipy import ndimage
+
+    difference = ndimage.uniform_filter(np.abs(image - canvas).max(axis=-1), 3)
+    labels, count = ndimage.label(difference > DIFFERENCE)
+    if count == 0:
+        return None
+    areas = ndimage.sum(np.ones_like(difference), labels, range(1, count + 1))
+    largest = int(np.argmax(areas)) + 1
+    if areas[largest - 1] < SMALLEST_BLOB:
+        return None
+    rows, cols = np.nonzero(labels == largest)
+    height, width = image.shape[:2]
+    points = np.stack([(cols + 0.5) / width, (rows + 0.5) / height], axis=1)
+    values, vectors = np.linalg.eigh(np.cov(points.T) + 1e-6 * np.eye(2))
+    extent = np.sqrt(12.0 * values[::-1])  # a uniform segment of length a has variance a^2 / 12
+    angle = float(np.arctan2(vectors[1, 1], vectors[0, 1]))
+    return points.mean(axis=0), extent, angle, np.median(image[rows, cols], axis=0)
+
+
+def _guess(kind: str, centre, extent, angle, colour, depth: int) -> Shape:
+    """A first guess of a ``kind`` covering a blob of this extent."""
+    if kind == "circle":
+        size = np.full(2, np.sqrt(extent[0] * extent[1]) * 1.1)
+    elif kind == "ellipse":
+        size = extent * 1.1
+    elif kind == "triangle":
+        size = extent * 1.2
+    elif kind == "line":
+        size = np.array([extent[0], max(0.03, extent[1])])
+    else:
+        size = extent
+    return Shape(kind, np.asarray(centre), np.asarray(size), float(angle % BOUNDS[kind].period), np.asarray(colour),
+                 depth)
+
+
+def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = None, value_range=None,
+          laplace: ppl.infer.Laplace = DEFAULT_LAPLACE) -> Scene:
+    """The scene that explains ``image`` (see the module docstring).
+
+    Args:
+      key: a PRNG key (the same key gives the same scene).
+      image: ``(H, W, 3)``, ``(H, W)`` grey or ``(H, W, 4)``, values in ``[0, 1]`` or ``[0, 255]``.
+      max_shapes: the most shapes (``>= 1``).
+      budget: the most candidate structures to evaluate (default: all the greedy search asks for, at most
+        ``1 + 10 * max_shapes``). Anytime: the scene returned is the best evaluated, and a larger budget
+        evaluates the same candidates first, so its evidence is never lower.
+      value_range: what the image's values mean, e.g. ``(0, 255)`` (default: inferred).
+      laplace: the evidence estimator for each candidate.
+
+    Returns:
+      A :class:`Scene`.
+
+    Raises:
+      ShapeError: a bad image (see :func:`check_image`) or ``max_shapes < 1``.
+    """
+    max_shapes = check_max_shapes(max_shapes)
+    image = check_image(image, value_range)
+    size = image.shape[:2]
+    score = _scorer(max_shapes, tuple(size), laplace)
+    pixels = jnp.asarray(image)
+    limit = 1 + 10 * max_shapes if budget is None else int(budget)
+    if limit < 1:
+        raise ShapeError(f"parse's budget must be at least 1 (the backdrop alone), got {budget!r}.")
+
+    def evaluate(step: int, shapes: list, background):
+        kinds = np.zeros(max_shapes, np.int32)
+        kinds[: len(shapes)] = [KINDS.index(s.kind) for s in shapes]
+        result = score(jax.random.fold_in(key, step), pixels, len(shapes), jnp.asarray(kinds),
+                       _init(shapes, background, max_shapes, laplace.restarts))
+        return float(result.log_evidence), result, kinds
+
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    evidence, result, kinds = evaluate(0, [], np.median(border, axis=0))
+    shapes, background = _read(result.trace, kinds, 0)
+    canvas = np.asarray(result.trace.retval)
+    best_by_count = np.full(max_shapes + 1, -np.inf)
+    best_by_count[0] = evidence
+    history, kind_rows, evaluated = [evidence], [], 1
+    while len(shapes) < max_shapes and evaluated < limit:
+        blob = _blob(image, canvas)
+        if blob is None:
+            break
+        candidates, by_kind = [], np.full(len(KINDS), -np.inf)
+        for position in ("front", "back") if shapes else ("front",):
+            for kind in KINDS:
+                if evaluated >= limit:
+                    break
+                new = _guess(kind, *blob, depth=len(shapes))
+                trial = shapes + [new] if position == "front" else [new] + shapes
+                value, found, trial_kinds = evaluate(evaluated, trial, background)
+                evaluated += 1
+                candidates.append((value, found, trial_kinds, len(trial), position))
+                by_kind[KINDS.index(kind)] = np.logaddexp(by_kind[KINDS.index(kind)], value)
+        if not candidates:
+            break
+        value, found, trial_kinds, count, position = max(candidates, key=lambda c: c[0])
+        best_by_count[count] = max(best_by_count[count], value)
+        if not value > evidence:
+            break
+        evidence, (shapes, background) = value, _read(found.trace, trial_kinds, count)
+        canvas = np.asarray(found.trace.retval)
+        row = np.exp(by_kind - np.max(by_kind))
+        kind_rows.insert(len(kind_rows) if position == "front" else 0, row / row.sum())
+        history.append(evidence)
+    count_posterior = np.exp(best_by_count - np.max(best_by_count))
+    count_posterior /= count_posterior.sum()
+    return Scene(shapes=shapes, kind_probabilities=np.asarray(kind_rows).reshape(len(shapes), len(KINDS)),
+                 background=np.asarray(background), count_posterior=count_posterior, log_evidence=float(evidence),
+                 history=np.asarray(history), image=image)
