@@ -265,8 +265,7 @@ def search(
     check_finite_observations(obs)
     score = particle_evidence(n) if score is None else score
     dynamic_args, static_args = split_args(args, space.model)
-    scoring = dict(space=space, score=score, static_args=static_args, vectorize=bool(vectorize),
-                   log_prior=space.log_prior if log_prior is None else log_prior)
+    scoring = dict(space=space, score=score, static_args=static_args, vectorize=bool(vectorize), log_prior=log_prior)
     score_key, key = jax.random.split(key)
 
     codes = _initial_codes(key, space, population, init)

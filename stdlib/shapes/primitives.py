@@ -120,24 +120,26 @@ class ShapePainter:
         return jnp.broadcast_to(colour, alpha.shape + colour.shape), alpha
 
 
-def _turn(local, centre, angle):
-    cos, sin = jnp.cos(angle), jnp.sin(angle)
-    rotation = jnp.array([[cos, -sin], [sin, cos]])
-    return centre + local @ rotation.T
+# corners in units of (width, height), before turning: the triangle's apex up (-y), the line along x
+TRIANGLE = np.array([[0.0, -0.5], [-0.5, 0.5], [0.5, 0.5]])
+SEGMENT = np.array([[-0.5, 0.0], [0.5, 0.0]])
+RECTANGLE = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
+
+
+def _turn(local, centre, angle, xp=jnp):
+    """``centre + R(angle) local``: local points ``(m, 2)`` to the canvas (``xp``: ``jnp``, or ``np`` for plots)."""
+    cos, sin = xp.cos(angle), xp.sin(angle)
+    return centre + local @ xp.stack([xp.stack([cos, -sin]), xp.stack([sin, cos])]).T
 
 
 def _triangle(centre, size, angle):
     """Isosceles, base ``size[0]``, height ``size[1]``, apex up (``-y``) before turning; ``centre`` is the
     centre of its bounding box."""
-    width, height = size[0], size[1]
-    local = jnp.stack([jnp.stack([0.0 * width, -0.5 * height]), jnp.stack([-0.5 * width, 0.5 * height]),
-                       jnp.stack([0.5 * width, 0.5 * height])])
-    return _turn(local, centre, angle)
+    return _turn(jnp.asarray(TRIANGLE) * size, centre, angle)
 
 
 def _segment(centre, length, angle):
-    local = jnp.stack([jnp.stack([-0.5 * length, 0.0 * length]), jnp.stack([0.5 * length, 0.0 * length])])
-    return _turn(local, centre, angle)
+    return _turn(jnp.asarray(SEGMENT) * length, centre, angle)
 
 
 def outline(kind: str, centre, size, angle, points: int = 64) -> np.ndarray:
@@ -147,18 +149,14 @@ def outline(kind: str, centre, size, angle, points: int = 64) -> np.ndarray:
         radii = 0.5 * (size if kind == "ellipse" else np.array([size[0], size[0]]))
         theta = np.linspace(0.0, 2 * np.pi, points)
         local = np.stack([radii[0] * np.cos(theta), radii[1] * np.sin(theta)], axis=1)
-    elif kind == "rectangle":
-        w, h = 0.5 * size
-        local = np.array([[-w, -h], [w, -h], [w, h], [-w, h], [-w, -h]])
-    elif kind == "triangle":
-        w, h = size
-        local = np.array([[0.0, -0.5 * h], [-0.5 * w, 0.5 * h], [0.5 * w, 0.5 * h], [0.0, -0.5 * h]])
+    elif kind in ("rectangle", "triangle"):
+        corners = RECTANGLE if kind == "rectangle" else TRIANGLE
+        local = np.concatenate([corners, corners[:1]]) * size
     elif kind == "line":
-        local = np.array([[-0.5 * size[0], 0.0], [0.5 * size[0], 0.0]])
+        local = SEGMENT * size[0]
     else:
         raise ValueError(f"unknown shape kind {kind!r}; the kinds are {', '.join(KINDS)}.")
-    cos, sin = np.cos(angle), np.sin(angle)
-    return centre + local @ np.array([[cos, -sin], [sin, cos]]).T
+    return _turn(local, centre, angle, xp=np)
 
 
 def _primitive(kind: str):
