@@ -111,6 +111,7 @@ def laplace(
     newton: int = 3,
     optimizer: optax.GradientTransformation = DEFAULT_OPTIMIZER,
     init: Mapping | ChoiceMap | None = None,
+    max_dimension: int | None = None,
 ) -> LaplaceResult:
     """The Laplace estimate of ``log p(obs; args)`` (see the module docstring).
 
@@ -130,6 +131,12 @@ def laplace(
         With ``steps=0`` the restarts are only compared, so ``init`` gives a cheap deterministic
         grid of starting points for the Newton steps, e.g. ``{"noise": jnp.array([0.01, 0.1, 1.0])}``
         with ``restarts=3``.
+      max_dimension: the most *active* continuous dimensions any value of ``obs`` leaves (``None``: all the
+        latents). The Newton steps and the Hessian then work on the active coordinates only, gathered into a
+        vector of this length, instead of on every latent: for models with much inactive structure
+        (``ppl.either`` over many alternatives, ``ppl.many`` with a large bound) the Hessian costs
+        ``max_dimension`` gradient evaluations instead of one per latent. A structure with more active
+        dimensions than this gets ``log_evidence = nan``.
 
     Returns:
       A :class:`LaplaceResult`.
@@ -142,6 +149,10 @@ def laplace(
             or steps < 0 or newton < 0:
         raise InferenceError(f"laplace needs integers restarts >= 1, steps >= 0 and newton >= 0, got {restarts!r}, "
                              f"{steps!r}, {newton!r}.", model=getattr(model, "name", None))
+    if max_dimension is not None and (isinstance(max_dimension, bool) or not isinstance(max_dimension, int)
+                                      or max_dimension < 1):
+        raise InferenceError(f"laplace's max_dimension must be None or an int >= 1 (the most active continuous "
+                             f"dimensions), got {max_dimension!r}.", model=getattr(model, "name", None))
     obs = as_choice_map(obs)
     args = tuple(args)
     sites = describe_sites(model, obs, args)
@@ -165,12 +176,13 @@ def laplace(
                                  f"(one row per restart), got shape {jnp.shape(value)}.", model=model.name)
     dynamic, static = split_args(args, model)
     return _program(key, obs, init, dynamic, model=model, continuous=continuous, static=static, restarts=restarts,
-                    steps=steps, newton=newton, optimizer=optimizer)
+                    steps=steps, newton=newton, optimizer=optimizer, max_dimension=max_dimension)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "continuous", "static", "restarts", "steps", "newton",
-                                             "optimizer"))
-def _program(key, obs, init, dynamic, *, model, continuous, static, restarts, steps, newton, optimizer) -> LaplaceResult:
+                                             "optimizer", "max_dimension"))
+def _program(key, obs, init, dynamic, *, model, continuous, static, restarts, steps, newton, optimizer,
+             max_dimension) -> LaplaceResult:
     """The whole estimate, compiled once per model, settings, argument shapes and static arguments."""
     args = join_args(dynamic, static)
 
@@ -202,11 +214,15 @@ def _program(key, obs, init, dynamic, *, model, continuous, static, restarts, st
     best = jnp.argmax(values)
     pick = lambda leaf: leaf[best]  # noqa: E731
     u, base = jax.tree_util.tree_map(pick, climbed), jax.tree_util.tree_map(pick, bases)
-    return _at_mode(u, base, objective, newton, model, args)
+    return _at_mode(u, base, objective, newton, model, args, max_dimension)
 
 
-def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args) -> LaplaceResult:
-    """Newton steps on the active dimensions, then the Gaussian integral at the point reached."""
+def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args,
+             max_dimension: int | None = None) -> LaplaceResult:
+    """Newton steps on the active dimensions, then the Gaussian integral at the point reached.
+
+    The steps work on ``z``, the active coordinates of the flat latent vector gathered into ``max_dimension``
+    slots (all coordinates when it is ``None``); ``mask`` marks the slots that hold an active coordinate."""
     flat, unravel = jax.flatten_util.ravel_pytree(u)
     active = objective(u, base).active
     flags = {}
@@ -214,18 +230,27 @@ def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args)
         flag, leaf = jnp.asarray(active[address]), u[address]
         flag = jnp.reshape(flag, jnp.shape(flag) + (1,) * (jnp.ndim(leaf) - jnp.ndim(flag)))
         flags[address] = jnp.broadcast_to(flag, jnp.shape(leaf))
-    mask = jax.flatten_util.ravel_pytree(ChoiceMap(flags))[0].astype(flat.dtype)
+    active_flat = jax.flatten_util.ravel_pytree(ChoiceMap(flags))[0]
+    if max_dimension is None or max_dimension >= flat.shape[0]:
+        index = jnp.arange(flat.shape[0])
+        mask = active_flat.astype(flat.dtype)
+        overflow = jnp.zeros((), bool)
+    else:  # the active coordinates first, then out-of-range indices (gathered as 0, scattered nowhere)
+        index = jnp.nonzero(active_flat, size=max_dimension, fill_value=flat.shape[0])[0]
+        mask = (index < flat.shape[0]).astype(flat.dtype)
+        overflow = jnp.sum(active_flat) > max_dimension
+    embed = lambda z: flat.at[index].set(z, mode="drop")  # noqa: E731
 
-    def g(x):
-        return objective(unravel(x), base).active_log_density
+    def g(z):
+        return objective(unravel(embed(z)), base).active_log_density
 
-    def gradient_and_value(x):
-        value, gradient = jax.value_and_grad(g)(x)
+    def gradient_and_value(z):
+        value, gradient = jax.value_and_grad(g)(z)
         return gradient, (value, gradient)
 
-    def local(x):
+    def local(z):
         """``(g, grad g, H)`` in one trace of the model: the Hessian by forward mode over the gradient."""
-        hessian, (value, gradient) = jax.jacfwd(gradient_and_value, has_aux=True)(x)
+        hessian, (value, gradient) = jax.jacfwd(gradient_and_value, has_aux=True)(z)
         hessian = -0.5 * (hessian + hessian.T)
         return value, gradient, hessian * mask[:, None] * mask[None, :] + jnp.diag(1.0 - mask)
 
@@ -252,9 +277,10 @@ def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args)
     # the first iteration evaluates the starting point itself (a zero gradient makes a zero step, accepted
     # against -inf), so the Hessian program is traced once, inside the loop: half the compile time. The loop
     # stops early at a mode (Newton converges quadratically: a few steps where the start is close).
-    first = (flat, jnp.asarray(-jnp.inf, flat.dtype), jnp.zeros_like(flat), jnp.eye(flat.shape[0], dtype=flat.dtype),
+    start = flat.at[index].get(mode="fill", fill_value=0.0)
+    first = (start, jnp.asarray(-jnp.inf, flat.dtype), jnp.zeros_like(start), jnp.eye(start.shape[0], dtype=flat.dtype),
              jnp.asarray(1e-5, flat.dtype), jnp.zeros((), jnp.int32), jnp.zeros((), bool))
-    flat, value, gradient, hessian, _, iterations, _ = lax.while_loop(
+    z, value, gradient, hessian, _, iterations, _ = lax.while_loop(
         lambda carry: (carry[5] < newton + 1) & ~carry[6], newton_step, first)
     cholesky = linalg.cholesky(hessian)
     positive = jnp.all(jnp.isfinite(cholesky))
@@ -262,7 +288,8 @@ def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args)
     dimension = jnp.sum(mask)
     log_evidence = value + 0.5 * dimension * math.log(2 * math.pi) - 0.5 * log_det
     log_evidence = jnp.where(positive & jnp.isfinite(log_evidence), log_evidence, -jnp.inf)
-    at_mode = objective(unravel(flat), base)
+    log_evidence = jnp.where(overflow, jnp.nan, log_evidence)
+    at_mode = objective(unravel(embed(z)), base)
     trace = Trace(at_mode.choices, at_mode.log_density - at_mode.log_det, at_mode.retval, tuple(args))
     return LaplaceResult(log_evidence, jnp.zeros(()), trace, value, log_det, dimension.astype(jnp.int32),
                          jnp.linalg.norm(gradient * mask), iterations)
@@ -282,7 +309,8 @@ class Laplace:
     steps: int = 200
     newton: int = 3
     optimizer: Any = DEFAULT_OPTIMIZER
+    max_dimension: int | None = None
 
     def __call__(self, key, model, obs, *args, init=None) -> LaplaceResult:
         return laplace(key, model, obs, *args, restarts=self.restarts, steps=self.steps, newton=self.newton,
-                       optimizer=self.optimizer, init=init)
+                       optimizer=self.optimizer, init=init, max_dimension=self.max_dimension)

@@ -126,6 +126,24 @@ def test_inactive_alternatives_integrate_exactly():
     assert np.isfinite(both[1])
 
 
+def test_max_dimension_gathers_the_active_coordinates():
+    # the Hessian over the active coordinates only (3 latents, at most 2 active) gives the same estimate;
+    # a structure with more active dimensions than max_dimension gets nan, not a wrong number
+    y = jnp.asarray(-0.6)
+
+    def evidences(max_dimension):
+        estimate = ppl.infer.Laplace(max_dimension=max_dimension)
+        return jax.vmap(lambda k: estimate(KEY, observed_pick, {"f/index": k, "y": y}))(jnp.arange(2))
+
+    full, gathered, narrow_only = evidences(None), evidences(2), evidences(1)
+    np.testing.assert_allclose(gathered.log_evidence, full.log_evidence, rtol=1e-5)
+    np.testing.assert_array_equal(gathered.dimension, [1, 2])
+    np.testing.assert_allclose(narrow_only.log_evidence[0], full.log_evidence[0], rtol=1e-5)
+    assert np.isnan(narrow_only.log_evidence[1])
+    for key, value in full.trace.choices.items():
+        np.testing.assert_allclose(gathered.trace.choices[key], value, rtol=1e-4, atol=1e-5)
+
+
 def test_as_classify_estimator_and_inside_jit():
     models = {"narrow": ppl.model(lambda: ppl.sample("y", dist.Normal(ppl.sample("x", dist.Normal(0.0, 0.5)), 0.3)),
                                   name="narrow_y"),
@@ -149,6 +167,8 @@ def test_errors():
         ppl.infer.laplace(KEY, coin, {})
     with pytest.raises(ppl.errors.InferenceError, match="restarts"):
         ppl.infer.laplace(KEY, location, {"y": jnp.ones(3)}, 3, restarts=0)
+    with pytest.raises(ppl.errors.InferenceError, match="max_dimension"):
+        ppl.infer.laplace(KEY, location, {"y": jnp.ones(3)}, 3, max_dimension=0)
     with pytest.raises(ppl.errors.UnknownAddressError):
         ppl.infer.laplace(KEY, location, {"yy": jnp.ones(3)}, 3)
 
