@@ -1,4 +1,4 @@
-"""The ``ppl`` command: ``ppl demo``, ``ppl explain-series``, ``ppl version``, ``ppl --help``."""
+"""The ``ppl`` command: ``ppl demo``, ``ppl explain-series``, ``ppl parse-scene``, ``ppl version``, ``ppl --help``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ def _demo(args: argparse.Namespace) -> int:
     if args.series:
         print()
         demo.run_series(seed=args.seed)
+    if args.scenes:
+        print()
+        demo.run_scenes(seed=args.seed)
     if args.digits:
         print()
         demo.run_digits(seed=args.seed, shots=args.shots, test_images=args.images)
@@ -100,6 +103,74 @@ def _explain_series(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_image(path: str):
+    """``(H, W, 3)`` float32 in ``[0, 1]`` from an image file Pillow reads (PNG, JPEG, ...): grey is lifted to
+    RGB, an alpha channel dropped, a palette converted, 8-bit levels read as ``[0, 255]`` and 16-bit as
+    ``[0, 65535]``; the first frame of an animation.
+
+    Raises:
+      DataError: a file that does not exist or is not an image Pillow can read.
+      ShapeError: an image the scene parser cannot take (see :func:`stdlib.shapes.check_image`).
+      MissingDependencyError: Pillow is not installed.
+    """
+    import numpy as np
+
+    from ppl.errors import DataError, MissingDependencyError
+    from stdlib.shapes import check_image
+
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise MissingDependencyError("reading images needs Pillow: pip install -e '.[examples]' (or pip install "
+                                     "pillow).") from None
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return check_image(np.asarray(image), (0.0, 65535.0))
+            if image.mode == "F":
+                return check_image(np.asarray(image))
+            if image.mode not in ("L", "RGB", "RGBA"):
+                image = image.convert("RGBA" if image.mode in ("LA", "PA") else "RGB")
+            return check_image(np.asarray(image), (0.0, 255.0))
+    except UnidentifiedImageError as error:
+        raise DataError(f"{path!r} is not an image Pillow can read; give a PNG or JPEG file.") from error
+    except OSError as error:
+        raise DataError(f"cannot read {path!r}: {error.strerror or error}.") from error
+
+
+def _parse_scene(args: argparse.Namespace) -> int:
+    import time
+
+    import jax
+
+    from ppl.errors import PPLError
+    from stdlib import shapes
+
+    try:
+        image = read_image(args.path)
+        start = time.perf_counter()
+        scene = shapes.parse(jax.random.key(args.seed), image, max_shapes=args.max_shapes, budget=args.budget)
+        seconds = time.perf_counter() - start
+    except PPLError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    height, width = image.shape[:2]
+    print(f"{args.path} ({width}x{height}): {scene.count} shape{'s' if scene.count != 1 else ''} (front first; depth "
+          f"0 is at the back)\n")
+    print(scene.table())
+    print(f"\nBackdrop colour: {' '.join(f'{c:.2f}' for c in scene.background)}")
+    print("\nPosterior over the count (the best structure of each count):")
+    for count, probability in enumerate(scene.count_posterior):
+        print(f"  {count}: {probability:.3f}{'  <-' if count == scene.count else ''}")
+    print(f"\nlog evidence {scene.log_evidence:.1f}; {len(scene.history)} steps; parsed in {seconds:.1f} s "
+          f"(compiling included on a first run)")
+    if args.plot:
+        scene.plot(args.plot)
+        print(f"Figure written to {args.plot}")
+    return 0
+
+
 def _version(args: argparse.Namespace) -> int:
     import jax
     import numpyro
@@ -118,12 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
-        "demo", help="run a small end-to-end inference, explain a real series, recognise real handwritten digits"
+        "demo", help="run a small end-to-end inference, explain a real series, parse images of shapes, recognise "
+                "real handwritten digits"
     )
     demo.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     demo.add_argument("--particles", type=int, default=100_000, help="number of particles")
     demo.add_argument("--no-series", dest="series", action="store_false",
                       help="skip the time-series part (one to two minutes on a 2-core CPU)")
+    demo.add_argument("--no-scenes", dest="scenes", action="store_false",
+                      help="skip the inverse-graphics part (about half a minute on a 2-core CPU)")
     demo.add_argument("--no-digits", dest="digits", action="store_false",
                       help="skip the digit recognition part (about a minute on a 2-core CPU)")
     demo.add_argument("--shots", type=int, default=5, help="training examples per digit class (default 5)")
@@ -142,6 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     explain.add_argument("--plot", default=None, help="save a figure to this path (needs matplotlib)")
     explain.set_defaults(handler=_explain_series)
+    scene = commands.add_parser(
+        "parse-scene", help="find the shapes (kinds, places, sizes, colours, depth order) that explain an image")
+    scene.add_argument("path", help="a PNG or JPEG image (grey, RGB, RGBA or palette)")
+    scene.add_argument("--max-shapes", dest="max_shapes", type=int, default=4,
+                       help="the most shapes to look for (default 4)")
+    scene.add_argument("--budget", type=int, default=None,
+                       help="the most candidate scenes to evaluate (default: all the search asks for)")
+    scene.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    scene.add_argument("--plot", default=None,
+                       help="save a figure (image, reconstruction, residual, outlines) to this path")
+    scene.set_defaults(handler=_parse_scene)
     version = commands.add_parser("version", help="print the versions of ppl, jax and numpyro")
     version.set_defaults(handler=_version)
     return parser
@@ -153,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command in ("demo", "explain-series"):
+    if args.command in ("demo", "explain-series", "parse-scene"):
         from ppl.compilation_cache import enable_compilation_cache
 
         enable_compilation_cache()  # a second run skips XLA's compilation (PPL_CACHE_DIR=off: no cache)

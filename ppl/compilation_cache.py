@@ -5,7 +5,7 @@ about half of it in XLA). JAX can keep what XLA compiled on disk, keyed by the p
 device and the flags, and reuse it in a later process: JAX's *persistent compilation cache*. Tracing (Python
 running the model once) is not cached; XLA's optimisation is.
 
-The ``ppl`` command turns it on for its own process (``ppl demo``, ``ppl explain-series``), in
+The ``ppl`` command turns it on for its own process (``ppl demo``, ``explain-series``, ``parse-scene``), in
 ``$PPL_CACHE_DIR`` (default ``$XDG_CACHE_HOME/ppl/jax``, i.e. ``~/.cache/ppl/jax``); ``PPL_CACHE_DIR=off``
 turns it off. In your own programs call :func:`enable_compilation_cache` once, before the first
 computation. A cache directory you set yourself (``jax.config.update("jax_compilation_cache_dir", ...)``

@@ -35,6 +35,7 @@ __all__ = [
     "InferenceError",
     "InvalidSampleTargetError",
     "MissingChoiceError",
+    "MissingDependencyError",
     "ModelDefinitionError",
     "NonFiniteError",
     "PPLError",
@@ -167,3 +168,8 @@ class DataError(PPLError, ValueError):
     a non-increasing time axis, an all-missing series, a column that does not
     exist; the message says what was expected and how to fix the data.
     """
+
+
+class MissingDependencyError(PPLError, ImportError):
+    """An optional package a routine needs is not installed; the message names the extra to install
+    (e.g. ``pip install -e '.[examples]'``)."""

@@ -6,16 +6,19 @@ The search over scene structures (how many shapes, of which kinds, in which
 depth order) is greedy, as a person would draw the scene:
 
 1. the backdrop alone (its colour starts at the median of the border pixels);
-2. the largest blob where the image and the current rendering differ (pixels
-   more than 0.25 apart, smoothed over 3x3, connected) suggests the next
+2. the largest one-coloured blob where the image and the current rendering
+   differ (pixels more than 0.25 apart, smoothed over 3x3; split by colour, so
+   that two shapes that touch are two blobs; connected) suggests the next
    shape: its centre, its extent and direction (the blob's second moments),
    its colour (the median inside);
 3. every kind is tried there, in front of the shapes found so far and, when
-   there are some, behind them (a shape seen only in part may be at the back);
-   each candidate structure's continuous latents (every shape's centre, size,
-   angle and colour, and the backdrop's colour) are refined together and its
-   evidence ``log p(image, count, kinds)`` estimated by the core's Laplace
-   (``ppl.infer.Laplace``: Adam from the guess, then Newton at the mode);
+   the blob touches one of them, behind them too (a shape seen only in part
+   may be at the back); each candidate structure's continuous latents (every
+   shape's centre, size, angle and colour, and the backdrop's colour) are
+   refined together and its evidence ``log p(image, count, kinds)`` estimated
+   by the core's Laplace (``ppl.infer.Laplace``: Adam from the guess, then
+   Newton on the active latents at the mode), on the image reduced to
+   ``resolution`` pixels (default 32) on its longer side;
 4. the best candidate is kept if its evidence beats the structure without it,
    and the search goes on from it; otherwise, or at ``max_shapes``, it stops.
 
@@ -36,6 +39,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,13 +49,21 @@ import numpy as np
 import ppl
 from ppl.errors import ShapeError
 from stdlib.shapes.primitives import BOUNDS, CENTRE, KINDS, outline
-from stdlib.shapes.scene import Shape, check_max_shapes, render_shapes, scene_model
+from stdlib.shapes.scene import (
+    NOISE,
+    Shape,
+    check_max_shapes,
+    render_shapes,
+    scene_model,
+)
 
-__all__ = ["DEFAULT_LAPLACE", "Scene", "check_image", "parse"]
+__all__ = ["DEFAULT_LAPLACE", "RESOLUTION", "Scene", "check_image", "parse"]
 
-DEFAULT_LAPLACE = ppl.infer.Laplace(restarts=2, steps=150, newton=3)
+DEFAULT_LAPLACE = ppl.infer.Laplace(restarts=1, steps=150, newton=1)
+RESOLUTION = 32  # the search's canvas: the image's longer side reduced to this many pixels
 DIFFERENCE = 0.25  # a pixel this far from the rendering (any channel, 3x3 mean) is unexplained
-SMALLEST_BLOB = 12  # pixels
+SMALLEST_BLOB = 0.003  # of the image's area (12 pixels of 64 x 64)
+LATENTS_PER_SHAPE = 8  # centre 2, size 2, angle 1, colour 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +135,8 @@ class Scene:
             axes[3].plot(edge[:, 0], edge[:, 1], "k-", lw=1.0)
         axes[3].set_title("found")
         for axis in axes:
+            axis.set_xlim(-0.5, width - 0.5)
+            axis.set_ylim(height - 0.5, -0.5)
             axis.set_xticks([])
             axis.set_yticks([])
         figure.tight_layout()
@@ -165,9 +180,13 @@ def check_image(image, value_range=None) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _scorer(max_shapes: int, size: tuple, laplace: ppl.infer.Laplace):
-    """The compiled evidence of one structure (count and kinds given), from a starting guess."""
-    model = scene_model(max_shapes, size)
+def _scorer(max_shapes: int, size: tuple, laplace: ppl.infer.Laplace, noise: float = NOISE):
+    """The compiled evidence of one structure (count and kinds given), from a starting guess. Newton and the
+    Hessian work on the active latents only (at most ``8 * max_shapes + 3``: the shapes used and the backdrop),
+    not on every kind's latents in every slot."""
+    model = scene_model(max_shapes, size, noise=noise)
+    if laplace.max_dimension is None:
+        laplace = dataclasses.replace(laplace, max_dimension=LATENTS_PER_SHAPE * max_shapes + 3)
 
     @jax.jit
     def score(key, image, count, kinds, init):
@@ -228,17 +247,42 @@ def _read(trace, kinds: np.ndarray, count: int) -> tuple[list, np.ndarray]:
     return found, np.asarray(choices["backdrop/colour"], np.float64)
 
 
-def _blob(image: np.ndarray, canvas: np.ndarray):
-    """``(centre, extent (2,), angle, colour)`` of the largest region the rendering does not explain, or None."""
+class Blob(NamedTuple):
+    """A region the rendering does not explain: its ``centre (2,)``, ``extent (2,)`` (along and across its main
+    direction), ``angle`` (of the main direction), ``colour (3,)`` and ``pixels`` (an ``(H, W)`` mask)."""
+
+    centre: np.ndarray
+    extent: np.ndarray
+    angle: float
+    colour: np.ndarray
+    pixels: np.ndarray
+
+
+def _blob(image: np.ndarray, canvas: np.ndarray) -> Blob | None:
+    """The largest one-coloured region the rendering does not explain, or None.
+
+    The unexplained pixels (more than ``DIFFERENCE`` from the rendering in some channel, 3x3 mean) are split by
+    colour: the most common colour among them (the image smoothed 3x3, colours binned in quarters per
+    channel) and the pixels within ``DIFFERENCE`` of it, connected. Two shapes that touch are then two blobs,
+    not one (the shapes of a scene differ in colour)."""
     from scipy import ndimage
 
+    smooth = ndimage.uniform_filter(image, (3, 3, 0))
     difference = ndimage.uniform_filter(np.abs(image - canvas).max(axis=-1), 3)
-    labels, count = ndimage.label(difference > DIFFERENCE)
+    unexplained = difference > DIFFERENCE
+    smallest = SMALLEST_BLOB * difference.size
+    if unexplained.sum() < smallest:
+        return None
+    colours = smooth[unexplained]
+    bins = np.clip((colours * 4).astype(int), 0, 3) @ np.array([16, 4, 1])
+    dominant = colours[bins == np.bincount(bins).argmax()].mean(axis=0)
+    similar = unexplained & (np.abs(smooth - dominant).max(axis=-1) < DIFFERENCE)
+    labels, count = ndimage.label(similar)
     if count == 0:
         return None
     areas = ndimage.sum(np.ones_like(difference), labels, range(1, count + 1))
     largest = int(np.argmax(areas)) + 1
-    if areas[largest - 1] < SMALLEST_BLOB:
+    if areas[largest - 1] < smallest:
         return None
     rows, cols = np.nonzero(labels == largest)
     height, width = image.shape[:2]
@@ -246,7 +290,48 @@ def _blob(image: np.ndarray, canvas: np.ndarray):
     values, vectors = np.linalg.eigh(np.cov(points.T) + 1e-6 * np.eye(2))
     extent = np.sqrt(12.0 * values[::-1])  # a uniform segment of length a has variance a^2 / 12
     angle = float(np.arctan2(vectors[1, 1], vectors[0, 1]))
-    return points.mean(axis=0), extent, angle, np.median(image[rows, cols], axis=0)
+    return Blob(points.mean(axis=0), extent, angle, np.median(image[rows, cols], axis=0), labels == largest)
+
+
+def _touches(blob: Blob, alphas: np.ndarray) -> bool:
+    """Whether the blob is within two pixels of a shape already found (then its depth order matters)."""
+    from scipy import ndimage
+
+    if len(alphas) == 0:
+        return False
+    return bool(np.any(ndimage.binary_dilation(blob.pixels, iterations=2) & (alphas.max(axis=0) > 0.05)))
+
+
+TURNS = 16  # angles tried per kind when matching a guess to a blob
+
+
+def _coverage(shape: Shape, size) -> np.ndarray:
+    return render_shapes([shape], np.zeros(3), size)[1][0]
+
+
+def _turned(guess: Shape, pixels: np.ndarray) -> Shape:
+    """``guess`` matched to the blob's ``pixels``: of ``TURNS`` angles over its symmetry period and both
+    pairings of its extent with its two sizes, the one whose coverage, moved so that its centroid is the
+    blob's (a triangle's centre is not its centroid), best overlaps the blob (intersection over union)."""
+    size = pixels.shape
+    target = np.array([np.nonzero(pixels)[1].mean() + 0.5, np.nonzero(pixels)[0].mean() + 0.5]) / [size[1], size[0]]
+    grid = np.stack(np.meshgrid((np.arange(size[1]) + 0.5) / size[1], (np.arange(size[0]) + 0.5) / size[0]), -1)
+    period = BOUNDS[guess.kind].period
+    sizes = [guess.size] if guess.kind in ("circle", "line") else [guess.size, guess.size[::-1]]
+    best, chosen = -1.0, guess
+    for extent in sizes:
+        for angle in guess.angle + period * np.arange(TURNS) / TURNS:
+            turned = guess._replace(size=np.asarray(extent), angle=float(angle % period))
+            alpha = _coverage(turned, size)
+            if alpha.sum() > 0:
+                centroid = (alpha[..., None] * grid).sum(axis=(0, 1)) / alpha.sum()
+                turned = turned._replace(centre=np.asarray(turned.centre) + target - centroid)
+                alpha = _coverage(turned, size)
+            coverage = alpha > 0.5
+            overlap = np.logical_and(coverage, pixels).sum() / max(np.logical_or(coverage, pixels).sum(), 1)
+            if overlap > best:
+                best, chosen = overlap, turned
+    return chosen
 
 
 def _guess(kind: str, centre, extent, angle, colour, depth: int) -> Shape:
@@ -265,8 +350,22 @@ def _guess(kind: str, centre, extent, angle, colour, depth: int) -> Shape:
                  depth)
 
 
+def working_image(image: np.ndarray, resolution: int | None) -> tuple[np.ndarray, float]:
+    """``(image reduced so that its longer side has at most resolution pixels, the model's pixel noise there)``.
+
+    The reduction averages (antialiased linear resampling), which keeps the unit square's coordinates and
+    divides independent pixel noise by the square root of the pixels averaged; the noise scale follows."""
+    height, width = image.shape[:2]
+    if resolution is None or max(height, width) <= resolution:
+        return image, NOISE
+    scale = resolution / max(height, width)
+    size = (max(4, round(height * scale)), max(4, round(width * scale)))
+    reduced = jax.image.resize(jnp.asarray(image), (*size, 3), "linear", antialias=True)
+    return np.asarray(reduced), NOISE * math.sqrt(size[0] * size[1] / (height * width))
+
+
 def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = None, value_range=None,
-          laplace: ppl.infer.Laplace = DEFAULT_LAPLACE) -> Scene:
+          resolution: int | None = RESOLUTION, laplace: ppl.infer.Laplace = DEFAULT_LAPLACE) -> Scene:
     """The scene that explains ``image`` (see the module docstring).
 
     Args:
@@ -277,6 +376,8 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
         ``1 + 10 * max_shapes``). Anytime: the scene returned is the best evaluated, and a larger budget
         evaluates the same candidates first, so its evidence is never lower.
       value_range: what the image's values mean, e.g. ``(0, 255)`` (default: inferred).
+      resolution: the candidates are fitted and scored on the image reduced so that its longer side has this
+        many pixels (``None``: the full image); the shapes are in canvas units, so they apply to the full image.
       laplace: the evidence estimator for each candidate.
 
     Returns:
@@ -287,9 +388,12 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
     """
     max_shapes = check_max_shapes(max_shapes)
     image = check_image(image, value_range)
-    size = image.shape[:2]
-    score = _scorer(max_shapes, tuple(size), laplace)
-    pixels = jnp.asarray(image)
+    if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer))
+                                   or resolution < 8):
+        raise ShapeError(f"parse's resolution must be None or an int >= 8 (pixels), got {resolution!r}.")
+    working, noise = working_image(image, resolution)
+    score = _scorer(max_shapes, tuple(working.shape[:2]), laplace, noise)
+    pixels = jnp.asarray(working)
     limit = 1 + 10 * max_shapes if budget is None else int(budget)
     if limit < 1:
         raise ShapeError(f"parse's budget must be at least 1 (the backdrop alone), got {budget!r}.")
@@ -304,7 +408,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     evidence, result, kinds = evaluate(0, [], np.median(border, axis=0))
     shapes, background = _read(result.trace, kinds, 0)
-    canvas = np.asarray(result.trace.retval)
+    canvas, alphas = render_shapes(shapes, background, image.shape[:2])  # full resolution: thin shapes stay visible
     best_by_count = np.full(max_shapes + 1, -np.inf)
     best_by_count[0] = evidence
     history, kind_rows, evaluated = [evidence], [], 1
@@ -313,11 +417,12 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
         if blob is None:
             break
         candidates, by_kind = [], np.full(len(KINDS), -np.inf)
-        for position in ("front", "back") if shapes else ("front",):
+        for position in ("front", "back") if _touches(blob, alphas) else ("front",):
             for kind in KINDS:
                 if evaluated >= limit:
                     break
-                new = _guess(kind, *blob, depth=len(shapes))
+                new = _turned(_guess(kind, blob.centre, blob.extent, blob.angle, blob.colour, depth=len(shapes)),
+                              blob.pixels)
                 trial = shapes + [new] if position == "front" else [new] + shapes
                 value, found, trial_kinds = evaluate(evaluated, trial, background)
                 evaluated += 1
@@ -330,7 +435,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
         if not value > evidence:
             break
         evidence, (shapes, background) = value, _read(found.trace, trial_kinds, count)
-        canvas = np.asarray(found.trace.retval)
+        canvas, alphas = render_shapes(shapes, background, image.shape[:2])
         row = np.exp(by_kind - np.max(by_kind))
         kind_rows.insert(len(kind_rows) if position == "front" else 0, row / row.sum())
         history.append(evidence)

@@ -188,16 +188,25 @@ def make_dataset(key: jax.Array, n: int, size: tuple[int, int] = (64, 64), max_s
         >>> data.images.shape, [len(s) for s in data.shapes] == list(data.counts)
         ((2, 32, 32, 3), True)
     """
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    return draw_scenes(np.random.default_rng(seed), n, size, max_shapes, noise, min_shapes, kinds, min_visible,
+                       min_contrast, render_shapes)
+
+
+def draw_scenes(rng: np.random.Generator, n: int, size, max_shapes: int, noise: float, min_shapes: int, kinds,
+                min_visible: float, min_contrast: float, paint) -> Dataset:
+    """``n`` scenes drawn from the priors and painted by ``paint(shapes, background, size) -> (canvas (H, W, 3),
+    alphas (k, H, W))`` (:func:`render_shapes`, or another renderer's), redrawn until identifiable (the rules
+    of :func:`make_dataset`), with noise. The one place those rules live."""
     max_shapes = check_max_shapes(max_shapes)
     if not (isinstance(n, (int, np.integer)) and n >= 0):
-        raise ShapeError(f"make_dataset needs a count n >= 0, got {n!r}.")
+        raise ShapeError(f"a dataset needs a count n >= 0, got {n!r}.")
     if not 1 <= min_shapes <= max_shapes:
         raise ShapeError(f"min_shapes must be in 1..max_shapes={max_shapes}, got {min_shapes!r}.")
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise ShapeError(f"unknown shape kinds {unknown}; the kinds are {', '.join(KINDS)}.")
-    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
-    rng = np.random.default_rng(seed)
+    size = (int(size[0]), int(size[1]))
     images, cleans, scenes, backgrounds = [], [], [], []
     for _ in range(n):
         for _attempt in range(1000):
@@ -208,7 +217,7 @@ def make_dataset(key: jax.Array, n: int, size: tuple[int, int] = (64, 64), max_s
             gaps = np.abs(colours[:, None, :] - colours[None, :, :]).max(axis=-1)
             if np.min(gaps + np.eye(len(colours))) < min_contrast:
                 continue
-            canvas, alphas = render_shapes(drawn, background, size)
+            canvas, alphas = paint(drawn, background, size)
             if np.all(visible_fractions(alphas) >= min_visible):
                 break
         else:
@@ -218,7 +227,6 @@ def make_dataset(key: jax.Array, n: int, size: tuple[int, int] = (64, 64), max_s
         images.append(np.clip(canvas + rng.normal(0.0, noise, canvas.shape), 0.0, 1.0))
         scenes.append(drawn)
         backgrounds.append(background)
-    height, width = size
     as_array = lambda items, shape: np.asarray(items, np.float32).reshape(shape)
-    return Dataset(as_array(images, (n, height, width, 3)), as_array(cleans, (n, height, width, 3)), scenes,
+    return Dataset(as_array(images, (n, *size, 3)), as_array(cleans, (n, *size, 3)), scenes,
                    as_array(backgrounds, (n, 3)), np.array([len(s) for s in scenes], np.int32))
