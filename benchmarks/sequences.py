@@ -102,14 +102,7 @@ TARGET_SECONDS = 60.0
 
 def cpu_description() -> str:
     """The CPU model (``/proc/cpuinfo``), the cores this process may use, and library versions."""
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = pathlib.Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    model, cores = common.cpu_model(), common.available_cores()
     import pandas
     import statsmodels
 

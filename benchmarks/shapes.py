@@ -35,13 +35,13 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import platform
 import subprocess
 import time
 
 import jax
 import numpy as np
 
+from benchmarks import common
 from stdlib import shapes
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -56,15 +56,7 @@ TARGETS = {"count": 0.97, "kind": 0.95, "centre": 1.5, "iou": 0.9, "other": 0.90
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    cpuinfo = pathlib.Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores; JAX {jax.__version__} on {jax.default_backend()}"
+    return f"{common.cpu_model()}, {common.available_cores()} cores; JAX {jax.__version__} on {jax.default_backend()}"
 
 
 def commit() -> str:

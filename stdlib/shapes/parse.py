@@ -7,10 +7,10 @@ depth order) is greedy, as a person would draw the scene:
 
 1. the backdrop alone (its colour starts at the median of the border pixels);
 2. the largest one-coloured blob where the image and the current rendering
-   differ (pixels more than 0.25 apart, smoothed over 3x3; split by colour, so
-   that two shapes that touch are two blobs; connected) suggests the next
-   shape: its centre, its extent and direction (the blob's second moments),
-   its colour (the median inside);
+   differ (both smoothed over 3x3, more than 0.15 apart in some channel; split
+   by colour, so that two shapes that touch are two blobs; connected) suggests
+   the next shape: its centre, its extent and direction (the blob's second
+   moments), its colour (the median inside);
 3. every kind is tried there, in front of the shapes found so far and, when
    the blob touches one of them, behind them too (a shape seen only in part
    may be at the back); each candidate structure's continuous latents (every
@@ -20,7 +20,8 @@ depth order) is greedy, as a person would draw the scene:
    Newton on the active latents at the mode), on the image reduced to
    ``resolution`` pixels (default 32) on its longer side;
 4. the best candidate is kept if its evidence beats the structure without it,
-   and the search goes on from it; otherwise, or at ``max_shapes``, it stops.
+   and the search goes on from it; otherwise the next largest blob is tried
+   (up to three); when none helps, or at ``max_shapes``, it stops.
 
 The evidences give the posterior over the count (the best structure of each
 count, normalised) and, for each shape, the probability of its kind among the
@@ -61,7 +62,8 @@ __all__ = ["DEFAULT_LAPLACE", "RESOLUTION", "Scene", "check_image", "parse"]
 
 DEFAULT_LAPLACE = ppl.infer.Laplace(restarts=1, steps=150, newton=1)
 RESOLUTION = 32  # the search's canvas: the image's longer side reduced to this many pixels
-DIFFERENCE = 0.25  # a pixel this far from the rendering (any channel, 3x3 mean) is unexplained
+DIFFERENCE = 0.15  # a pixel this far from the rendering (in some channel, both 3x3 means) is unexplained
+BLOBS = 3  # regions tried, largest first, before the search stops
 SMALLEST_BLOB = 0.003  # of the image's area (12 pixels of 64 x 64)
 LATENTS_PER_SHAPE = 8  # centre 2, size 2, angle 1, colour 3
 
@@ -258,39 +260,46 @@ class Blob(NamedTuple):
     pixels: np.ndarray
 
 
-def _blob(image: np.ndarray, canvas: np.ndarray) -> Blob | None:
-    """The largest one-coloured region the rendering does not explain, or None.
+def _blobs(image: np.ndarray, canvas: np.ndarray, most: int = BLOBS) -> list[Blob]:
+    """The ``most`` largest one-coloured regions the rendering does not explain, largest first.
 
-    The unexplained pixels (more than ``DIFFERENCE`` from the rendering in some channel, 3x3 mean) are split by
-    colour: the most common colour among them (the image smoothed 3x3, colours binned in quarters per
-    channel) and the pixels within ``DIFFERENCE`` of it, connected. Two shapes that touch are then two blobs,
-    not one (the shapes of a scene differ in colour)."""
+    Both the image and the rendering are smoothed (3x3 mean, per channel); a pixel is unexplained where they
+    differ by more than ``DIFFERENCE`` in some channel (a line two pixels wide still is). The unexplained
+    pixels are split by colour (binned in quarters per channel; for each of the most common bins, the pixels
+    within ``DIFFERENCE`` of its mean colour, connected), so two shapes that touch are two regions, not one
+    (the shapes of a scene differ in colour)."""
     from scipy import ndimage
 
     smooth = ndimage.uniform_filter(image, (3, 3, 0))
-    difference = ndimage.uniform_filter(np.abs(image - canvas).max(axis=-1), 3)
+    difference = np.abs(smooth - ndimage.uniform_filter(canvas, (3, 3, 0))).max(axis=-1)
     unexplained = difference > DIFFERENCE
     smallest = SMALLEST_BLOB * difference.size
     if unexplained.sum() < smallest:
-        return None
+        return []
     colours = smooth[unexplained]
     bins = np.clip((colours * 4).astype(int), 0, 3) @ np.array([16, 4, 1])
-    dominant = colours[bins == np.bincount(bins).argmax()].mean(axis=0)
-    similar = unexplained & (np.abs(smooth - dominant).max(axis=-1) < DIFFERENCE)
-    labels, count = ndimage.label(similar)
-    if count == 0:
-        return None
-    areas = ndimage.sum(np.ones_like(difference), labels, range(1, count + 1))
-    largest = int(np.argmax(areas)) + 1
-    if areas[largest - 1] < smallest:
-        return None
-    rows, cols = np.nonzero(labels == largest)
+    counts = np.bincount(bins)
+    regions = []
+    for common in np.argsort(counts)[::-1][:most]:
+        if counts[common] < smallest:
+            break
+        dominant = colours[bins == common].mean(axis=0)
+        labels, count = ndimage.label(unexplained & (np.abs(smooth - dominant).max(axis=-1) < DIFFERENCE))
+        for label in range(1, count + 1):
+            pixels = labels == label
+            if pixels.sum() >= smallest and not any(np.array_equal(pixels, r) for r in regions):
+                regions.append(pixels)
+    regions.sort(key=lambda r: -r.sum())
     height, width = image.shape[:2]
-    points = np.stack([(cols + 0.5) / width, (rows + 0.5) / height], axis=1)
-    values, vectors = np.linalg.eigh(np.cov(points.T) + 1e-6 * np.eye(2))
-    extent = np.sqrt(12.0 * values[::-1])  # a uniform segment of length a has variance a^2 / 12
-    angle = float(np.arctan2(vectors[1, 1], vectors[0, 1]))
-    return Blob(points.mean(axis=0), extent, angle, np.median(image[rows, cols], axis=0), labels == largest)
+    found = []
+    for pixels in regions[:most]:
+        rows, cols = np.nonzero(pixels)
+        points = np.stack([(cols + 0.5) / width, (rows + 0.5) / height], axis=1)
+        values, vectors = np.linalg.eigh(np.cov(points.T) + 1e-6 * np.eye(2))
+        extent = np.sqrt(12.0 * values[::-1])  # a uniform segment of length a has variance a^2 / 12
+        angle = float(np.arctan2(vectors[1, 1], vectors[0, 1]))
+        found.append(Blob(points.mean(axis=0), extent, angle, np.median(image[rows, cols], axis=0), pixels))
+    return found
 
 
 def _touches(blob: Blob, alphas: np.ndarray) -> bool:
@@ -373,7 +382,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
       image: ``(H, W, 3)``, ``(H, W)`` grey or ``(H, W, 4)``, values in ``[0, 1]`` or ``[0, 255]``.
       max_shapes: the most shapes (``>= 1``).
       budget: the most candidate structures to evaluate (default: all the greedy search asks for, at most
-        ``1 + 10 * max_shapes``). Anytime: the scene returned is the best evaluated, and a larger budget
+        ``1 + 20 * max_shapes``). Anytime: the scene returned is the best evaluated, and a larger budget
         evaluates the same candidates first, so its evidence is never lower.
       value_range: what the image's values mean, e.g. ``(0, 255)`` (default: inferred).
       resolution: the candidates are fitted and scored on the image reduced so that its longer side has this
@@ -394,7 +403,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
     working, noise = working_image(image, resolution)
     score = _scorer(max_shapes, tuple(working.shape[:2]), laplace, noise)
     pixels = jnp.asarray(working)
-    limit = 1 + 10 * max_shapes if budget is None else int(budget)
+    limit = 1 + 20 * max_shapes if budget is None else int(budget)
     if limit < 1:
         raise ShapeError(f"parse's budget must be at least 1 (the backdrop alone), got {budget!r}.")
 
@@ -413,26 +422,28 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
     best_by_count[0] = evidence
     history, kind_rows, evaluated = [evidence], [], 1
     while len(shapes) < max_shapes and evaluated < limit:
-        blob = _blob(image, canvas)
-        if blob is None:
-            break
-        candidates, by_kind = [], np.full(len(KINDS), -np.inf)
-        for position in ("front", "back") if _touches(blob, alphas) else ("front",):
-            for kind in KINDS:
-                if evaluated >= limit:
-                    break
-                new = _turned(_guess(kind, blob.centre, blob.extent, blob.angle, blob.colour, depth=len(shapes)),
-                              blob.pixels)
-                trial = shapes + [new] if position == "front" else [new] + shapes
-                value, found, trial_kinds = evaluate(evaluated, trial, background)
-                evaluated += 1
-                candidates.append((value, found, trial_kinds, len(trial), position))
-                by_kind[KINDS.index(kind)] = np.logaddexp(by_kind[KINDS.index(kind)], value)
-        if not candidates:
-            break
-        value, found, trial_kinds, count, position = max(candidates, key=lambda c: c[0])
-        best_by_count[count] = max(best_by_count[count], value)
-        if not value > evidence:
+        added = False
+        for blob in _blobs(image, canvas):  # the largest region first; the next if no shape there helps
+            candidates, by_kind = [], np.full(len(KINDS), -np.inf)
+            for position in ("front", "back") if _touches(blob, alphas) else ("front",):
+                for kind in KINDS:
+                    if evaluated >= limit:
+                        break
+                    new = _turned(_guess(kind, blob.centre, blob.extent, blob.angle, blob.colour,
+                                         depth=len(shapes)), blob.pixels)
+                    trial = shapes + [new] if position == "front" else [new] + shapes
+                    value, found, trial_kinds = evaluate(evaluated, trial, background)
+                    evaluated += 1
+                    candidates.append((value, found, trial_kinds, len(trial), position))
+                    by_kind[KINDS.index(kind)] = np.logaddexp(by_kind[KINDS.index(kind)], value)
+            if not candidates:
+                break
+            value, found, trial_kinds, count, position = max(candidates, key=lambda c: c[0])
+            best_by_count[count] = max(best_by_count[count], value)
+            if value > evidence:
+                added = True
+                break
+        if not added:
             break
         evidence, (shapes, background) = value, _read(found.trace, trial_kinds, count)
         canvas, alphas = render_shapes(shapes, background, image.shape[:2])
