@@ -105,7 +105,7 @@ def run_digits(seed: int = 0, shots: int = 5, test_images: int = 200) -> dict[st
     return digits_demo(seed=seed, shots=shots, test_images=test_images)
 
 
-def run_scenes(seed: int = 0, scenes: int = 3, max_shapes: int = 3) -> dict:
+def run_scenes(seed: int = 0, scenes: int = 2, max_shapes: int = 2) -> dict:
     """The scene part of the demo: ``scenes`` generated images of 1-``max_shapes`` shapes (64x64, pixel noise
     0.1), each parsed back by ``stdlib.shapes.parse``; prints the truth, the scene found and its table.
 
