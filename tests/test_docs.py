@@ -8,6 +8,8 @@ slow pass (``pytest -m slow``, which CI runs), to keep the default run under ten
 
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -29,7 +31,20 @@ def run_page(page):
         exec(code, namespace)  # noqa: S102 - running our own documentation
 
 
+def run_page_in_a_child(page):
+    """``run_page`` in a fresh Python process: the long guides run in the slow pass after other workloads, and
+    a native crash there (a signal) must fail this test with its output, not take the pytest worker down."""
+    done = subprocess.run([sys.executable, "-c", f"import sys; sys.path[:0] = [{str(ROOT / 'tests')!r}, "
+                           f"{str(ROOT)!r}]; from test_docs import run_page, ROOT; run_page(ROOT / 'docs' / "
+                           f"{page.name!r})"], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, f"{page.name}: exit status {done.returncode}\n{done.stdout[-3000:]}\n" \
+                                 f"{done.stderr[-6000:]}"
+
+
 @pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p.name in LONG else p
                                   for p in PAGES if blocks(p) and p.name not in SEPARATE], ids=lambda p: p.name)
 def test_every_snippet_runs(page, capsys):
-    run_page(page)
+    if page.name in LONG:
+        run_page_in_a_child(page)
+    else:
+        run_page(page)
