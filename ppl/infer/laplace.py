@@ -231,15 +231,16 @@ def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args,
         flag = jnp.reshape(flag, jnp.shape(flag) + (1,) * (jnp.ndim(leaf) - jnp.ndim(flag)))
         flags[address] = jnp.broadcast_to(flag, jnp.shape(leaf))
     active_flat = jax.flatten_util.ravel_pytree(ChoiceMap(flags))[0]
-    if max_dimension is None or max_dimension >= flat.shape[0]:
-        index = jnp.arange(flat.shape[0])
+    if max_dimension is None or max_dimension >= flat.shape[0]:  # z is the flat vector itself
         mask = active_flat.astype(flat.dtype)
         overflow = jnp.zeros((), bool)
+        start, embed = flat, lambda z: z
     else:  # the active coordinates first, then out-of-range indices (gathered as 0, scattered nowhere)
         index = jnp.nonzero(active_flat, size=max_dimension, fill_value=flat.shape[0])[0]
         mask = (index < flat.shape[0]).astype(flat.dtype)
         overflow = jnp.sum(active_flat) > max_dimension
-    embed = lambda z: flat.at[index].set(z, mode="drop")  # noqa: E731
+        start = flat.at[index].get(mode="fill", fill_value=0.0)
+        embed = lambda z: flat.at[index].set(z, mode="drop")  # noqa: E731
 
     def g(z):
         return objective(unravel(embed(z)), base).active_log_density
@@ -277,7 +278,6 @@ def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args,
     # the first iteration evaluates the starting point itself (a zero gradient makes a zero step, accepted
     # against -inf), so the Hessian program is traced once, inside the loop: half the compile time. The loop
     # stops early at a mode (Newton converges quadratically: a few steps where the start is close).
-    start = flat.at[index].get(mode="fill", fill_value=0.0)
     first = (start, jnp.asarray(-jnp.inf, flat.dtype), jnp.zeros_like(start), jnp.eye(start.shape[0], dtype=flat.dtype),
              jnp.asarray(1e-5, flat.dtype), jnp.zeros((), jnp.int32), jnp.zeros((), bool))
     z, value, gradient, hessian, _, iterations, _ = lax.while_loop(

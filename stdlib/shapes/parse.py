@@ -49,6 +49,7 @@ import numpy as np
 
 import ppl
 from ppl.errors import ShapeError
+from stdlib import render
 from stdlib.shapes.primitives import BOUNDS, CENTRE, KINDS, outline
 from stdlib.shapes.scene import (
     NOISE,
@@ -318,13 +319,13 @@ def _coverage(shape: Shape, size) -> np.ndarray:
     return render_shapes([shape], np.zeros(3), size)[1][0]
 
 
-def _turned(guess: Shape, pixels: np.ndarray) -> Shape:
-    """``guess`` matched to the blob's ``pixels``: of ``TURNS`` angles over its symmetry period and both
-    pairings of its extent with its two sizes, the one whose coverage, moved so that its centroid is the
-    blob's (a triangle's centre is not its centroid), best overlaps the blob (intersection over union)."""
+def _turned(guess: Shape, blob: Blob) -> Shape:
+    """``guess`` matched to the blob: of ``TURNS`` angles over its symmetry period and both pairings of its
+    extent with its two sizes, the one whose coverage, moved so that its centroid is the blob's centre (a
+    triangle's centre is not its centroid), best overlaps the blob's pixels (intersection over union)."""
+    pixels = blob.pixels
     size = pixels.shape
-    target = np.array([np.nonzero(pixels)[1].mean() + 0.5, np.nonzero(pixels)[0].mean() + 0.5]) / [size[1], size[0]]
-    grid = np.stack(np.meshgrid((np.arange(size[1]) + 0.5) / size[1], (np.arange(size[0]) + 0.5) / size[0]), -1)
+    grid = np.asarray(render.pixel_centres(size))
     period = BOUNDS[guess.kind].period
     sizes = [guess.size] if guess.kind in ("circle", "line") else [guess.size, guess.size[::-1]]
     best, chosen = -1.0, guess
@@ -334,7 +335,7 @@ def _turned(guess: Shape, pixels: np.ndarray) -> Shape:
             alpha = _coverage(turned, size)
             if alpha.sum() > 0:
                 centroid = (alpha[..., None] * grid).sum(axis=(0, 1)) / alpha.sum()
-                turned = turned._replace(centre=np.asarray(turned.centre) + target - centroid)
+                turned = turned._replace(centre=np.asarray(turned.centre) + blob.centre - centroid)
                 alpha = _coverage(turned, size)
             coverage = alpha > 0.5
             overlap = np.logical_and(coverage, pixels).sum() / max(np.logical_or(coverage, pixels).sum(), 1)
@@ -430,7 +431,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
                     if evaluated >= limit:
                         break
                     new = _turned(_guess(kind, blob.centre, blob.extent, blob.angle, blob.colour,
-                                         depth=len(shapes)), blob.pixels)
+                                         depth=len(shapes)), blob)
                     trial = shapes + [new] if position == "front" else [new] + shapes
                     value, found, trial_kinds = evaluate(evaluated, trial, background)
                     evaluated += 1
