@@ -210,10 +210,12 @@ def _program(key, obs, init, dynamic, *, model, continuous, static, restarts, st
         return u, jnp.where(jnp.isfinite(value), value, -jnp.inf)
 
     u0, bases = jax.vmap(start)(jax.random.split(key, restarts), init)
-    climbed, values = jax.vmap(climb)(u0, bases)
+    # the observed choices are the same in every restart: unbatched, so a discrete one that picks a branch
+    # (lax.switch) runs that branch only, not every branch selected
+    climbed, values = jax.vmap(lambda u, base: climb(u, base.merge(obs)))(u0, bases)
     best = jnp.argmax(values)
     pick = lambda leaf: leaf[best]  # noqa: E731
-    u, base = jax.tree_util.tree_map(pick, climbed), jax.tree_util.tree_map(pick, bases)
+    u, base = jax.tree_util.tree_map(pick, climbed), jax.tree_util.tree_map(pick, bases).merge(obs)
     return _at_mode(u, base, objective, newton, model, args, max_dimension)
 
 

@@ -50,9 +50,10 @@ import numpy as np
 import ppl
 from ppl.errors import ShapeError
 from stdlib import render
-from stdlib.shapes.primitives import BOUNDS, CENTRE, KINDS, outline
+from stdlib.shapes.primitives import BOUNDS, CENTRE, KINDS, outline, painter_of
 from stdlib.shapes.scene import (
     NOISE,
+    SOFTNESS,
     Shape,
     check_max_shapes,
     render_shapes,
@@ -315,33 +316,43 @@ def _touches(blob: Blob, alphas: np.ndarray) -> bool:
 TURNS = 16  # angles tried per kind when matching a guess to a blob
 
 
-def _coverage(shape: Shape, size) -> np.ndarray:
-    return render_shapes([shape], np.zeros(3), size)[1][0]
+@functools.partial(jax.jit, static_argnames=("kind", "size"))
+def _overlaps(kind: str, centre, sizes, angles, target, pixels, size):
+    """For each ``(size (2,), angle)`` pose, ``(centre (2,), IoU)``: the shape moved so that its coverage's
+    centroid is ``target``, and its coverage's (> 0.5) intersection over union with ``pixels (H, W)``.
+    ``sizes (n, 2)``, ``angles (n,)``; one compiled call for every pose."""
+    grid = render.pixel_centres(size)
+
+    def alpha(at, extent, angle):
+        return painter_of(kind, at, extent, angle, jnp.zeros(3)).paint(grid, SOFTNESS / max(size))[1]
+
+    def one(extent, angle):
+        first = alpha(centre, extent, angle)
+        total = first.sum()
+        centroid = (first[..., None] * grid).sum(axis=(0, 1)) / jnp.maximum(total, 1e-12)
+        moved = jnp.where(total > 0, centre + target - centroid, centre)
+        covered = alpha(moved, extent, angle) > 0.5
+        union = jnp.maximum(jnp.sum(covered | pixels), 1)
+        return moved, jnp.sum(covered & pixels) / union
+
+    return jax.vmap(one)(sizes, angles)
 
 
 def _turned(guess: Shape, blob: Blob) -> Shape:
     """``guess`` matched to the blob: of ``TURNS`` angles over its symmetry period and both pairings of its
     extent with its two sizes, the one whose coverage, moved so that its centroid is the blob's centre (a
-    triangle's centre is not its centroid), best overlaps the blob's pixels (intersection over union)."""
-    pixels = blob.pixels
-    size = pixels.shape
-    grid = np.asarray(render.pixel_centres(size))
+    triangle's centre is not its centroid), best overlaps the blob's pixels (intersection over union; the
+    first pose tried wins a tie)."""
     period = BOUNDS[guess.kind].period
-    sizes = [guess.size] if guess.kind in ("circle", "line") else [guess.size, guess.size[::-1]]
-    best, chosen = -1.0, guess
-    for extent in sizes:
-        for angle in guess.angle + period * np.arange(TURNS) / TURNS:
-            turned = guess._replace(size=np.asarray(extent), angle=float(angle % period))
-            alpha = _coverage(turned, size)
-            if alpha.sum() > 0:
-                centroid = (alpha[..., None] * grid).sum(axis=(0, 1)) / alpha.sum()
-                turned = turned._replace(centre=np.asarray(turned.centre) + blob.centre - centroid)
-                alpha = _coverage(turned, size)
-            coverage = alpha > 0.5
-            overlap = np.logical_and(coverage, pixels).sum() / max(np.logical_or(coverage, pixels).sum(), 1)
-            if overlap > best:
-                best, chosen = overlap, turned
-    return chosen
+    pairings = [guess.size] if guess.kind in ("circle", "line") else [guess.size, guess.size[::-1]]
+    turns = (guess.angle + period * np.arange(TURNS) / TURNS) % period
+    sizes = np.repeat(np.asarray(pairings, np.float32), TURNS, axis=0)
+    angles = np.tile(turns, len(pairings)).astype(np.float32)
+    centres, overlaps = _overlaps(guess.kind, np.float32(guess.centre), sizes, angles, np.float32(blob.centre),
+                                  np.asarray(blob.pixels), tuple(blob.pixels.shape))
+    best = int(np.argmax(np.asarray(overlaps)))
+    return guess._replace(centre=np.asarray(centres[best], np.float64), size=np.asarray(sizes[best], np.float64),
+                          angle=float(angles[best]))
 
 
 def _guess(kind: str, centre, extent, angle, colour, depth: int) -> Shape:

@@ -113,6 +113,8 @@ class ShapePainter:
     angle: Any
     colour: Any
 
+    branching = True  # a scene paints its shapes one at a time, so each runs its own kind's branch only
+
     def paint(self, points, softness):
         branches = [lambda p, c, s, a, k=k: _coverage(k, p, c, s, a, softness) for k in range(len(KINDS))]
         alpha = jax.lax.switch(self.kind, branches, points, self.centre, self.size, self.angle)
