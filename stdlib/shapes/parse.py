@@ -21,7 +21,12 @@ depth order) is greedy, as a person would draw the scene:
    ``resolution`` pixels (default 32) on its longer side;
 4. the best candidate is kept if its evidence beats the structure without it,
    and the search goes on from it; otherwise the next largest blob is tried
-   (up to three); when none helps, or at ``max_shapes``, it stops.
+   (up to three); when none helps, or at ``max_shapes``, it stops;
+5. each shape found is revised with the whole scene in place: every other
+   kind is tried in its place (matched to its silhouette) and the scene
+   without it; the best change is kept where it raises the evidence (a kind
+   chosen while later shapes were still missing, or a shape that two others
+   explain better, is corrected).
 
 The evidences give the posterior over the count (the best structure of each
 count, normalised) and, for each shape, the probability of its kind among the
@@ -38,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -68,6 +74,7 @@ DIFFERENCE = 0.15  # a pixel this far from the rendering (in some channel, both 
 BLOBS = 3  # regions tried, largest first, before the search stops
 SMALLEST_BLOB = 0.003  # of the image's area (12 pixels of 64 x 64)
 LATENTS_PER_SHAPE = 8  # centre 2, size 2, angle 1, colour 3
+CONCURRENT = 2  # candidates evaluated at once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +83,9 @@ class Scene:
 
     Attributes:
       shapes: the shapes found, back to front (:class:`~stdlib.shapes.scene.Shape`).
-      kind_probabilities: ``(len(shapes), len(KINDS))`` each shape's kind probabilities among the kinds tried
-        when it was added (the others' latents refined, the rest of the scene as it was then).
+      kind_probabilities: ``(len(shapes), len(KINDS))`` each shape's kind probabilities: from the revision
+        (every kind in its place, the rest of the scene found and refined), or, where the budget ended
+        first, among the kinds tried when it was added.
       background: ``(3,)`` the backdrop colour.
       count_posterior: ``(max_shapes + 1,)`` ``P(count | image)`` over the structures evaluated (the best one
         of each count; counts never reached get 0).
@@ -292,16 +300,19 @@ def _blobs(image: np.ndarray, canvas: np.ndarray, most: int = BLOBS) -> list[Blo
             if pixels.sum() >= smallest and not any(np.array_equal(pixels, r) for r in regions):
                 regions.append(pixels)
     regions.sort(key=lambda r: -r.sum())
-    height, width = image.shape[:2]
-    found = []
-    for pixels in regions[:most]:
-        rows, cols = np.nonzero(pixels)
-        points = np.stack([(cols + 0.5) / width, (rows + 0.5) / height], axis=1)
-        values, vectors = np.linalg.eigh(np.cov(points.T) + 1e-6 * np.eye(2))
-        extent = np.sqrt(12.0 * values[::-1])  # a uniform segment of length a has variance a^2 / 12
-        angle = float(np.arctan2(vectors[1, 1], vectors[0, 1]))
-        found.append(Blob(points.mean(axis=0), extent, angle, np.median(image[rows, cols], axis=0), pixels))
-    return found
+    return [_blob(pixels, np.median(image[pixels], axis=0)) for pixels in regions[:most]]
+
+
+def _blob(pixels: np.ndarray, colour) -> Blob:
+    """The :class:`Blob` of a region ``pixels (H, W)`` (two or more pixels): its centre, and its extent and main
+    direction from the second moments."""
+    height, width = pixels.shape
+    rows, cols = np.nonzero(pixels)
+    points = np.stack([(cols + 0.5) / width, (rows + 0.5) / height], axis=1)
+    values, vectors = np.linalg.eigh(np.cov(points.T) + 1e-6 * np.eye(2))
+    extent = np.sqrt(12.0 * values[::-1])  # a uniform segment of length a has variance a^2 / 12
+    angle = float(np.arctan2(vectors[1, 1], vectors[0, 1]))
+    return Blob(points.mean(axis=0), extent, angle, np.asarray(colour), pixels)
 
 
 def _touches(blob: Blob, alphas: np.ndarray) -> bool:
@@ -394,7 +405,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
       image: ``(H, W, 3)``, ``(H, W)`` grey or ``(H, W, 4)``, values in ``[0, 1]`` or ``[0, 255]``.
       max_shapes: the most shapes (``>= 1``).
       budget: the most candidate structures to evaluate (default: all the greedy search asks for, at most
-        ``1 + 20 * max_shapes``). Anytime: the scene returned is the best evaluated, and a larger budget
+        ``1 + 25 * max_shapes``). Anytime: the scene returned is the best evaluated, and a larger budget
         evaluates the same candidates first, so its evidence is never lower.
       value_range: what the image's values mean, e.g. ``(0, 255)`` (default: inferred).
       resolution: the candidates are fitted and scored on the image reduced so that its longer side has this
@@ -415,7 +426,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
     working, noise = working_image(image, resolution)
     score = _scorer(max_shapes, tuple(working.shape[:2]), laplace, noise)
     pixels = jnp.asarray(working)
-    limit = 1 + 20 * max_shapes if budget is None else int(budget)
+    limit = 1 + 25 * max_shapes if budget is None else int(budget)
     if limit < 1:
         raise ShapeError(f"parse's budget must be at least 1 (the backdrop alone), got {budget!r}.")
 
@@ -426,42 +437,93 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
                        _init(shapes, background, max_shapes, laplace.restarts))
         return float(result.log_evidence), result, kinds
 
+    def evaluate_all(trials: list, background) -> list:
+        """``(value, result, kinds)`` of each trial scene, as many as the budget allows, in order (two at a
+        time: XLA:CPU leaves a core idle on programs this small)."""
+        nonlocal evaluated
+        trials = trials[: max(limit - evaluated, 0)]
+        jobs = [pool.submit(evaluate, evaluated + i, trial, background) for i, trial in enumerate(trials)]
+        evaluated += len(trials)
+        return [job.result() for job in jobs]
+
     border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    evaluated = 1
     evidence, result, kinds = evaluate(0, [], np.median(border, axis=0))
     shapes, background = _read(result.trace, kinds, 0)
     canvas, alphas = render_shapes(shapes, background, image.shape[:2])  # full resolution: thin shapes stay visible
     best_by_count = np.full(max_shapes + 1, -np.inf)
     best_by_count[0] = evidence
-    history, kind_rows, evaluated = [evidence], [], 1
-    while len(shapes) < max_shapes and evaluated < limit:
-        added = False
-        for blob in _blobs(image, canvas):  # the largest region first; the next if no shape there helps
-            candidates, by_kind = [], np.full(len(KINDS), -np.inf)
-            for position in ("front", "back") if _touches(blob, alphas) else ("front",):
-                for kind in KINDS:
-                    if evaluated >= limit:
-                        break
-                    new = _turned(_guess(kind, blob.centre, blob.extent, blob.angle, blob.colour,
-                                         depth=len(shapes)), blob)
-                    trial = shapes + [new] if position == "front" else [new] + shapes
-                    value, found, trial_kinds = evaluate(evaluated, trial, background)
-                    evaluated += 1
-                    candidates.append((value, found, trial_kinds, len(trial), position))
+    history, kind_rows = [evidence], []
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENT)
+    latest = None  # the index of the shape added last, while nothing else has changed since
+    try:
+        while len(shapes) < max_shapes and evaluated < limit:
+            added = False
+            for blob in _blobs(image, canvas):  # the largest region first; the next if no shape there helps
+                trials, places = [], []
+                for position in ("front", "back") if _touches(blob, alphas) else ("front",):
+                    for kind in KINDS:
+                        new = _turned(_guess(kind, blob.centre, blob.extent, blob.angle, blob.colour,
+                                             depth=len(shapes)), blob)
+                        trials.append(shapes + [new] if position == "front" else [new] + shapes)
+                        places.append((position, kind))
+                results = evaluate_all(trials, background)
+                if not results:
+                    break
+                by_kind = np.full(len(KINDS), -np.inf)
+                for (value, _, _), (_, kind) in zip(results, places):
                     by_kind[KINDS.index(kind)] = np.logaddexp(by_kind[KINDS.index(kind)], value)
-            if not candidates:
+                best = int(np.argmax([value for value, _, _ in results]))
+                (value, found, trial_kinds), (position, _) = results[best], places[best]
+                count = len(shapes) + 1
+                best_by_count[count] = max(best_by_count[count], value)
+                if value > evidence:
+                    added = True
+                    break
+            if not added:
                 break
-            value, found, trial_kinds, count, position = max(candidates, key=lambda c: c[0])
-            best_by_count[count] = max(best_by_count[count], value)
-            if value > evidence:
-                added = True
-                break
-        if not added:
-            break
-        evidence, (shapes, background) = value, _read(found.trace, trial_kinds, count)
-        canvas, alphas = render_shapes(shapes, background, image.shape[:2])
-        row = np.exp(by_kind - np.max(by_kind))
-        kind_rows.insert(len(kind_rows) if position == "front" else 0, row / row.sum())
-        history.append(evidence)
+            evidence, (shapes, background) = value, _read(found.trace, trial_kinds, count)
+            canvas, alphas = render_shapes(shapes, background, image.shape[:2])
+            row = np.exp(by_kind - np.max(by_kind))
+            latest = len(kind_rows) if position == "front" else 0
+            kind_rows.insert(latest, row / row.sum())
+            history.append(evidence)
+        index = 0  # revise: each shape as every other kind, and left out (the rest of the scene now found)
+        while index < len(shapes) and evaluated < limit:
+            if index == latest:  # chosen with everything else as it is now: its trials were the search's own
+                index += 1
+                continue
+            shape = shapes[index]
+            silhouette = render_shapes([shape], np.zeros(3), image.shape[:2])[1][0] > 0.5
+            trials = []
+            if silhouette.sum() >= 3:
+                blob = _blob(silhouette, shape.colour)
+                trials = [shapes[:index] + [_turned(_guess(kind, blob.centre, blob.extent, blob.angle, shape.colour,
+                                                           shape.depth), blob)] + shapes[index + 1:]
+                          for kind in KINDS if kind != shape.kind]
+            trials.append(shapes[:index] + shapes[index + 1:])
+            by_kind = np.full(len(KINDS), -np.inf)
+            by_kind[KINDS.index(shape.kind)] = evidence
+            best = None
+            for trial, (value, found, trial_kinds) in zip(trials, evaluate_all(trials, background)):
+                best_by_count[len(trial)] = max(best_by_count[len(trial)], value)
+                if len(trial) == len(shapes):
+                    by_kind[KINDS.index(trial[index].kind)] = value
+                if value > (evidence if best is None else best[0]):
+                    best = (value, found, trial_kinds, len(trial))
+            if np.all(np.isfinite(by_kind)):  # every kind here, with the others refined: its kind posterior
+                row = np.exp(by_kind - np.max(by_kind))
+                kind_rows[index] = row / row.sum()
+            if best is not None:
+                evidence, (shapes, background) = best[0], _read(best[1].trace, best[2], best[3])
+                history.append(evidence)
+                latest = None
+                if best[3] < len(kind_rows):  # left out: the same place now holds the next shape
+                    kind_rows.pop(index)
+                    continue
+            index += 1
+    finally:
+        pool.shutdown()
     count_posterior = np.exp(best_by_count - np.max(best_by_count))
     count_posterior /= count_posterior.sum()
     return Scene(shapes=shapes, kind_probabilities=np.asarray(kind_rows).reshape(len(shapes), len(KINDS)),

@@ -130,6 +130,46 @@ def test_blend_formulas_and_masking(blend):
     np.testing.assert_allclose(canvas, np.full((2, 3, 1), expected), atol=1e-6)
 
 
+@ppl.painter
+class Kinded:
+    """A disc or a square by a traced ``kind`` (``lax.switch``), painted one layer at a time."""
+
+    kind: Any
+    centre: Any
+    branching = True
+
+    def paint(self, points, softness):
+        distance = [lambda p: jnp.linalg.norm(p - self.centre, axis=-1) - 0.2,
+                    lambda p: jnp.max(jnp.abs(p - self.centre), axis=-1) - 0.2]
+        alpha = jax.nn.sigmoid(-jax.lax.switch(self.kind, distance, points) / softness)
+        return jnp.ones(alpha.shape + (1,)), alpha
+
+
+@ppl.painter
+class KindedBatched(Kinded):
+    branching = False
+
+
+def test_branching_layers_render_as_under_vmap_and_differentiate():
+    """A branching painter's layers are painted one at a time (each runs its own branch); the canvas and its
+    gradient are those of the vmapped path, under jit and under an outer vmap."""
+    kinds, centres = jnp.array([0, 1, 0]), jnp.array([[0.3, 0.3], [0.6, 0.5], [0.4, 0.7]])
+    active = jnp.array([True, True, False])
+
+    def canvas(cls, centres):
+        return ppl.render(ppl.Layers(cls(kinds, centres), active), (8, 8))
+
+    program = lambda cls: str(jax.make_jaxpr(lambda c: canvas(cls, c))(centres))  # noqa: E731
+    assert program(Kinded).count("cond[") == 3 and "cond[" not in program(KindedBatched)  # a branch per layer
+    np.testing.assert_allclose(jax.jit(canvas, static_argnums=0)(Kinded, centres),
+                               canvas(KindedBatched, centres), atol=1e-6)
+    gradient = lambda cls: jax.grad(lambda c: jnp.sum(canvas(cls, c) ** 2))(centres)  # noqa: E731
+    np.testing.assert_allclose(gradient(Kinded), gradient(KindedBatched), atol=1e-5)
+    shifted = jnp.stack([centres, centres + 0.05])
+    np.testing.assert_allclose(jax.vmap(lambda c: canvas(Kinded, c))(shifted),
+                               jax.vmap(lambda c: canvas(KindedBatched, c))(shifted), atol=1e-6)
+
+
 def test_coordinates_x_right_y_down():
     canvas = ppl.render(ppl.Placed(Dot(0.5, 1.0), ppl.Pose(jnp.array([0.25, 0.75]), 0.1, 0.0)), SIZE)
     row, col = np.unravel_index(int(jnp.argmax(canvas[..., 0])), SIZE)

@@ -125,9 +125,9 @@ def test_images_are_checked_and_normalised():
 
 @pytest.mark.slow  # ~1.5 minutes: a ~50 s compile, then ten 64x64 scenes of 1-3 shapes
 def test_parse_recovers_count_and_kinds_of_generated_scenes():
-    """The issue's check is count and kinds right in at least 9 of 10 seeds; these ten reach 8 (a thin,
-    faint line the blob finder does not see; a triangle cut by the canvas edge explained as two triangles),
-    so this guards 8, with the anytime property and the scene's bookkeeping. See docs/shapes.md."""
+    """The issue's check: count and kinds right in at least 9 of 10 seeds (these ten reach 9: the miss is a
+    thin, faint line the blob finder does not see), with the anytime property and the scene's bookkeeping.
+    See docs/shapes.md."""
     data = shapes.make_dataset(jax.random.key(7), 10, size=(64, 64), max_shapes=3)
     right, evidences = 0, []
     for index in range(10):
@@ -138,7 +138,7 @@ def test_parse_recovers_count_and_kinds_of_generated_scenes():
         assert scene.kind_probabilities.shape == (scene.count, len(shapes.KINDS))
         assert scene.render().shape == (64, 64, 3)
         evidences.append(scene.log_evidence)
-    assert right >= 8, right
+    assert right >= 9, right
     # anytime: a smaller budget evaluates a prefix of the same candidates, so its best is never higher
     short = shapes.parse(jax.random.key(0), data.images[0], max_shapes=3, budget=3)
     assert short.log_evidence <= evidences[0] + 1e-6
