@@ -132,7 +132,9 @@ def either(*alternatives: GenerativeFunction, probs: Any = None, name: str | Non
         raise CompositionError("ppl.either needs at least one alternative, got none. Pass generative "
                                "functions: ppl.either(model_a, model_b).", model=label)
     entries = named_parts("either", alternatives, named_alternatives, reserved=(INDEX,), mixed=True, model=label)
-    return Either(entries, _check_probs(probs, len(entries), label), label)
+    with jax.ensure_compile_time_eval():  # concrete probabilities, even when the model is built inside jit
+        probs = _check_probs(probs, len(entries), label)
+    return Either(entries, probs, label)
 
 
 def _check_probs(probs: Any, count: int, label: str) -> jax.Array:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro import distributions as dist
@@ -121,6 +122,7 @@ def many(part: GenerativeFunction, max_parts: int, *, count: Any = None, name: s
             f"{type(part).__name__}. Wrap a constant painter in ppl.place(painter, at=<distribution>)."
         )
     max_parts = check_max_parts(max_parts, where)
-    spec = count_spec(count, max_parts, where)
+    with jax.ensure_compile_time_eval():  # concrete probabilities, even when the model is built inside jit
+        spec = count_spec(count, max_parts, where)
     replicate = Replicate(part, max_parts)
     return Model(lambda *args: sample_many(replicate, spec, args), name=name or f"many({part.name})")

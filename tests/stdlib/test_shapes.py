@@ -76,6 +76,21 @@ def test_scene_model_simulates_scores_and_draws_shapes_in_depth_order():
     np.testing.assert_allclose(shapes.visible_fractions(alphas), [0.4, 1.0], atol=0.03)  # 0.2 of 0.5 uncovered
 
 
+def test_scene_model_first_built_inside_jit_serves_later_programs():
+    """scene_model is cached: built first under a trace, it must hold concrete arrays (ppl.many's count and
+    ppl.either's kind probabilities, a fixed background), or every later program using it would fail with a
+    leaked tracer."""
+    settings = dict(max_shapes=1, size=(6, 7), background=(0.2, 0.3, 0.4))
+
+    @jax.jit
+    def inside(key):
+        return shapes.scene_model(**settings).simulate(key).choices["image"].sum()
+
+    first = float(inside(jax.random.key(0)))
+    later = shapes.scene_model(**settings).simulate(jax.random.key(0)).choices["image"].sum()
+    np.testing.assert_allclose(float(later), first, rtol=1e-5)
+
+
 def test_make_dataset_is_seeded_and_every_shape_is_seen():
     data = shapes.make_dataset(jax.random.key(5), 12, size=(32, 32), max_shapes=3, noise=0.1)
     again = shapes.make_dataset(jax.random.key(5), 12, size=(32, 32), max_shapes=3, noise=0.1)
