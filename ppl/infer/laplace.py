@@ -70,6 +70,7 @@ __all__ = ["laplace", "Laplace", "LaplaceResult"]
 
 DEFAULT_OPTIMIZER = optax.adam(0.05)
 NEWTON_TOLERANCE = 1e-5  # nats: Newton stops once a full step would raise log p by less
+ROUNDING = 1e-6  # or by less than this fraction of |log p|, below float32's rounding of a long sum
 
 
 class LaplaceResult(NamedTuple):
@@ -84,7 +85,7 @@ class LaplaceResult(NamedTuple):
       dimension: the number of active continuous dimensions ``d``.
       gradient_norm: ``|grad g(u*)|`` over the active dimensions (small at a mode).
       newton_steps: how many Newton iterations ran (the first evaluates the start; the loop stops once a
-        full step would add less than ``NEWTON_TOLERANCE`` nats, or after ``newton + 1``).
+        full step would add less than ``NEWTON_TOLERANCE`` nats or ``ROUNDING * |g|``, or after ``newton + 1``).
     """
 
     log_evidence: jax.Array
@@ -123,7 +124,8 @@ def laplace(
       restarts: Adam runs from independent prior draws (vmapped); the best is refined.
       steps: Adam steps per restart.
       newton: at most this many damped Newton steps at the best point (each accepted only if it raises
-        ``g``; they stop early once a full step would add less than ``NEWTON_TOLERANCE`` nats);
+        ``g``; they stop early once a full step would add less than ``NEWTON_TOLERANCE`` nats, or less than
+        ``ROUNDING * |g|``, which float32 cannot resolve in a long sum);
         they make the mode exact on quadratic ``g``.
       optimizer: an optax optimizer; it minimises ``-g``.
       init: starting values for some latents, each with a leading axis of length ``restarts``
@@ -262,7 +264,8 @@ def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args,
         Marquardt), so every step climbs even where ``g`` is not concave yet; accepted only if it raises
         ``g``, the damping shrinking after a success and growing after a failure. ``done`` once ``H`` is
         positive definite and the Newton decrement ``grad' H^-1 grad / 2`` (the increase a full step would
-        still bring) is below ``NEWTON_TOLERANCE`` nats."""
+        still bring) is below ``NEWTON_TOLERANCE`` nats or ``ROUNDING * |g|`` (a series of 400 points with
+        ``|g| ~ 900`` would otherwise run every Newton step chasing float32 rounding)."""
         x, value, gradient, hessian, damping, iteration, _ = carry
         values, vectors = linalg.eigh(hessian)
         size = jnp.max(jnp.abs(values))
@@ -274,7 +277,8 @@ def _at_mode(u: ChoiceMap, base: ChoiceMap, objective, newton: int, model, args,
         values, vectors = linalg.eigh(hessian)
         projected = vectors.T @ (gradient * mask)
         decrement = 0.5 * jnp.sum(projected**2 / jnp.where(values > 0, values, 1.0))
-        done = jnp.all(values > 0) & (decrement < NEWTON_TOLERANCE) & jnp.isfinite(value)
+        tolerance = jnp.maximum(NEWTON_TOLERANCE, ROUNDING * jnp.abs(value))
+        done = jnp.all(values > 0) & (decrement < tolerance) & jnp.isfinite(value)
         return x, value, gradient, hessian, jnp.where(better, damping * 0.1, damping * 30.0), iteration + 1, done
 
     # the first iteration evaluates the starting point itself (a zero gradient makes a zero step, accepted
