@@ -134,7 +134,8 @@ def scene(
     height, width = check_size(size)
     channels = check_channels(channels)
     blend = check_blend(blend)
-    background = check_background(background, (height, width), channels)
+    with jax.ensure_compile_time_eval():  # a concrete array, even when the scene is built inside jit
+        background = check_background(background, (height, width), channels)
     softness = check_softness(softness)
     likelihood = _likelihood(noise, (height, width, channels), where)
     entries = _entries(parts, named_parts, where)

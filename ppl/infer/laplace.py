@@ -217,7 +217,7 @@ def _program(key, obs, init, dynamic, *, model, continuous, static, restarts, st
     climbed, values = jax.vmap(lambda u, base: climb(u, base.merge(obs)))(u0, bases)
     best = jnp.argmax(values)
     pick = lambda leaf: leaf[best]  # noqa: E731
-    u, base = jax.tree_util.tree_map(pick, climbed), jax.tree_util.tree_map(pick, bases).merge(obs)
+    u, base = jax.tree_util.tree_map(pick, climbed), jax.tree_util.tree_map(pick, bases)
     return _at_mode(u, base, objective, newton, model, args, max_dimension)
 
 

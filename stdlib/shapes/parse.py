@@ -366,6 +366,17 @@ def _turned(guess: Shape, blob: Blob) -> Shape:
                           angle=float(angles[best]))
 
 
+def _normalised(log_values: np.ndarray) -> np.ndarray:
+    """Probabilities proportional to ``exp(log_values)`` (``-inf`` gives 0)."""
+    values = np.exp(log_values - np.max(log_values))
+    return values / values.sum()
+
+
+def _matched(kind: str, blob: Blob, colour, depth: int) -> Shape:
+    """A ``kind`` guessed from the blob's extent and turned and moved to its best overlap with it."""
+    return _turned(_guess(kind, blob.centre, blob.extent, blob.angle, colour, depth), blob)
+
+
 def _guess(kind: str, centre, extent, angle, colour, depth: int) -> Shape:
     """A first guess of a ``kind`` covering a blob of this extent."""
     if kind == "circle":
@@ -463,8 +474,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
                 trials, places = [], []
                 for position in ("front", "back") if _touches(blob, alphas) else ("front",):
                     for kind in KINDS:
-                        new = _turned(_guess(kind, blob.centre, blob.extent, blob.angle, blob.colour,
-                                             depth=len(shapes)), blob)
+                        new = _matched(kind, blob, blob.colour, depth=len(shapes))
                         trials.append(shapes + [new] if position == "front" else [new] + shapes)
                         places.append((position, kind))
                 results = evaluate_all(trials, background)
@@ -484,9 +494,8 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
                 break
             evidence, (shapes, background) = value, _read(found.trace, trial_kinds, count)
             canvas, alphas = render_shapes(shapes, background, image.shape[:2])
-            row = np.exp(by_kind - np.max(by_kind))
             latest = len(kind_rows) if position == "front" else 0
-            kind_rows.insert(latest, row / row.sum())
+            kind_rows.insert(latest, _normalised(by_kind))
             history.append(evidence)
         index = 0  # revise: each shape as every other kind, and left out (the rest of the scene now found)
         while index < len(shapes) and evaluated < limit:
@@ -498,8 +507,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
             trials = []
             if silhouette.sum() >= 3:
                 blob = _blob(silhouette, shape.colour)
-                trials = [shapes[:index] + [_turned(_guess(kind, blob.centre, blob.extent, blob.angle, shape.colour,
-                                                           shape.depth), blob)] + shapes[index + 1:]
+                trials = [shapes[:index] + [_matched(kind, blob, shape.colour, shape.depth)] + shapes[index + 1:]
                           for kind in KINDS if kind != shape.kind]
             trials.append(shapes[:index] + shapes[index + 1:])
             by_kind = np.full(len(KINDS), -np.inf)
@@ -512,8 +520,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
                 if value > (evidence if best is None else best[0]):
                     best = (value, found, trial_kinds, len(trial))
             if np.all(np.isfinite(by_kind)):  # every kind here, with the others refined: its kind posterior
-                row = np.exp(by_kind - np.max(by_kind))
-                kind_rows[index] = row / row.sum()
+                kind_rows[index] = _normalised(by_kind)
             if best is not None:
                 evidence, (shapes, background) = best[0], _read(best[1].trace, best[2], best[3])
                 history.append(evidence)
@@ -524,8 +531,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
             index += 1
     finally:
         pool.shutdown()
-    count_posterior = np.exp(best_by_count - np.max(best_by_count))
-    count_posterior /= count_posterior.sum()
+    count_posterior = _normalised(best_by_count)
     return Scene(shapes=shapes, kind_probabilities=np.asarray(kind_rows).reshape(len(shapes), len(KINDS)),
                  background=np.asarray(background), count_posterior=count_posterior, log_evidence=float(evidence),
                  history=np.asarray(history), image=image)

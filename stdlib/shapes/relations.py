@@ -196,13 +196,10 @@ def _check_noise(noise, degrees_of_freedom, where: str) -> tuple[float, float]:
 
 @functools.lru_cache(maxsize=16)
 def _scene(kind: str, size: tuple[int, int], noise: float | None, degrees_of_freedom: float) -> ppl.Model:
-    """The scene model (``noise=None``: without the observation, the canvas its return value). Built with
-    concrete arrays even when first asked for inside ``jit``: a cached model holding one trace's arrays
-    would break every later compiled program that uses it."""
+    """The scene model (``noise=None``: without the observation, the canvas its return value)."""
     likelihood = None if noise is None else _likelihood(noise, degrees_of_freedom)
-    with jax.ensure_compile_time_eval():
-        return ppl.scene(size=size, channels=3, noise=likelihood, softness=SOFTNESS, name=kind, backdrop=_backdrop,
-                         **{kind: _PARTS[kind]})
+    return ppl.scene(size=size, channels=3, noise=likelihood, softness=SOFTNESS, name=kind, backdrop=_backdrop,
+                     **{kind: _PARTS[kind]})
 
 
 def house(size: tuple[int, int] = (32, 32), noise: float = NOISE,

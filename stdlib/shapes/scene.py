@@ -92,17 +92,12 @@ def scene_model(max_shapes: int = 4, size: tuple[int, int] = (64, 64), backgroun
         for a Gaussian).
     """
     max_shapes = check_max_shapes(max_shapes)
+    shapes = ppl.many(ppl.either(**PRIMITIVES), max_shapes, name="shapes")
     likelihood = _likelihood(float(noise), float(degrees_of_freedom))
-    # concrete arrays even when first asked for inside jit: a cached model holding one trace's arrays would
-    # break every later program that uses it
-    with jax.ensure_compile_time_eval():
-        shapes = ppl.many(ppl.either(**PRIMITIVES), max_shapes, name="shapes")
-        if background is None:
-            return ppl.scene(size=tuple(size), channels=3, noise=likelihood, softness=SOFTNESS, name="shapes.scene",
-                             backdrop=_backdrop, shapes=shapes)
-        colour = jnp.broadcast_to(jnp.asarray(background, jnp.float32), (3,))
-        return ppl.scene(size=tuple(size), channels=3, noise=likelihood, softness=SOFTNESS, name="shapes.scene",
-                         background=colour, shapes=shapes)
+    behind = {"backdrop": _backdrop} if background is None else {  # the backdrop part first: painted first
+        "background": np.broadcast_to(np.asarray(background, np.float32), (3,))}
+    return ppl.scene(size=tuple(size), channels=3, noise=likelihood, softness=SOFTNESS, name="shapes.scene",
+                     **behind, shapes=shapes)
 
 
 # ---------------------------------------------------------------------------
