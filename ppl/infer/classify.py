@@ -120,6 +120,28 @@ class Classification(Mapping):
         array = np.asarray(self.probabilities, dtype=dtype)
         return array.copy() if copy else array
 
+    @classmethod
+    def from_log_evidence(cls, names, log_evidence, standard_error=None, prior=None) -> "Classification":
+        """The posterior from evidences you computed yourself: ``log_evidence (..., K)``, one per name.
+
+        ``standard_error`` defaults to NaN (none reported); ``prior`` is ``{name: probability}`` (default uniform).
+        For estimators that do not fit :func:`classify`'s one-hypothesis-at-a-time protocol (e.g. one that
+        spends more on the hypotheses that lead). Example::
+
+            >>> import jax.numpy as jnp
+            >>> result = Classification.from_log_evidence(("a", "b"), jnp.log(jnp.array([1.0, 3.0])))
+            >>> [round(float(p), 2) for p in result.probabilities]
+            [0.25, 0.75]
+        """
+        names = tuple(str(name) for name in names)
+        log_evidence = jnp.asarray(log_evidence)
+        if log_evidence.shape[-1:] != (len(names),):
+            raise ShapeError(f"log_evidence needs a last axis of {len(names)} (one per name); got shape "
+                             f"{tuple(log_evidence.shape)}.")
+        if standard_error is None:
+            standard_error = jnp.full(log_evidence.shape, jnp.nan)
+        return _posterior(names, log_evidence, jnp.asarray(standard_error), _log_prior(prior, names))
+
     @property
     def best(self) -> jax.Array:
         """``(...)`` int index (into ``names``) of the most probable hypothesis."""

@@ -47,7 +47,8 @@ import optax
 
 from ppl import linalg
 from ppl.choices import as_choice_map
-from ppl.errors import ShapeError
+from ppl.errors import InferenceError, ShapeError
+from ppl.infer.classify import Classification, chunked_vmap
 from ppl.infer.unconstrained import log_density
 from stdlib.digits.model import (
     DigitModels,
@@ -69,14 +70,18 @@ class Budget(NamedTuple):
     ``steps``: Adam steps per hypothesis; ``restarts``: hypotheses per template
     (the prior pose and jittered poses); ``keep``: hypotheses refined after the
     first quarter of the steps (0: all); ``learning_rate``; ``laplace``: add
-    the Laplace volume term to the evidence (else the MAP joint alone).
+    the Laplace volume term to the evidence (else the MAP joint alone);
+    ``contenders``: in :func:`classify`, the volume term is computed for this
+    many classes per image, those with the best MAP joints; the others take
+    the smallest of theirs (they trail by far, and the term is the costly part).
     """
 
     steps: int = 20
     restarts: int = 1
-    keep: int = 2
+    keep: int = 1
     learning_rate: float = 0.15
     laplace: bool = True
+    contenders: int = 3
 
 
 CAREFUL = Budget(steps=60, restarts=3, keep=0, learning_rate=0.1)  # fit's and explain's default: every hypothesis runs all steps
@@ -133,16 +138,15 @@ def _laplace(model, z, component, image, params, occluder_sides):
     return 0.5 * flat.shape[0] * jnp.log(2 * jnp.pi) - 0.5 * log_det
 
 
-def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, supersample,
-                occluder_sides: tuple) -> StrokeFit:
-    """MAP explanations of ``image (H, W)`` by one class: a population of hypotheses, pruned; jittable.
+def map_hypotheses(key, model, image, params: DigitParams, budget: Budget):
+    """MAP fits of ``image (H, W)`` by one class: ``(z, component, log_joint)`` of the kept hypotheses; jittable.
 
     ``M * budget.restarts`` hypotheses (each template, at the prior pose and at
-    ``restarts - 1`` jittered poses) take ``steps // 4`` Adam steps; the
+    ``restarts - 1`` jittered poses of it) take ``steps // 4`` Adam steps; the
     ``budget.keep`` best continue for the remaining steps (all of them when
-    ``keep`` is 0 or covers the population). Returns a :class:`StrokeFit`
-    with a leading axis of the kept hypotheses; a template kept twice counts
-    once in the evidence (its other copy gets ``log_evidence = -inf``).
+    ``keep`` is 0 or covers the population). ``z``: their standardised
+    coordinates (leading axis: the kept hypotheses); ``log_joint``: ``f(z)``,
+    with ``-inf`` for a template's second copy (a template counts once).
     """
     components = params.component_probs.shape[0]
     population = components * budget.restarts
@@ -181,14 +185,28 @@ def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, su
     order = jnp.arange(keep)
     better_twin = (component[None, :] == component[:, None]) & (
         (log_joint[None, :] > log_joint[:, None]) | ((log_joint[None, :] == log_joint[:, None]) & (order[None, :] < order[:, None])))
-    log_joint = jnp.where(better_twin.any(axis=1), -jnp.inf, log_joint)
-    # the Laplace volume term of the best hypothesis, shared by all (it is the costly part: d Jacobian columns)
+    return z, component, jnp.where(better_twin.any(axis=1), -jnp.inf, log_joint)
+
+
+def _volume(model, z, component, log_joint, image, params, occluder_sides, laplace: bool):
+    """The Laplace volume term at the best of the hypotheses ``z`` (0 without ``laplace``)."""
+    if not laplace:
+        return jnp.zeros(())
     top = jnp.argmax(log_joint)
-    if budget.laplace:
-        correction = _laplace(model, jax.tree_util.tree_map(lambda leaf: leaf[top], z), component[top], image, params,
-                              occluder_sides)
-    else:
-        correction = jnp.zeros(())
+    return _laplace(model, jax.tree_util.tree_map(lambda leaf: leaf[top], z), component[top], image, params,
+                    occluder_sides)
+
+
+def fit_strokes(key, model, image, params: DigitParams, budget: Budget, size, supersample,
+                occluder_sides: tuple) -> StrokeFit:
+    """MAP explanations of ``image (H, W)`` by one class (:func:`map_hypotheses`) with their evidence; jittable.
+
+    Returns a :class:`StrokeFit` with a leading axis of the kept hypotheses;
+    each one's ``log_evidence`` is its ``f(z*)`` plus the Laplace volume term
+    of the best one (shared: it is the costly part, ``d`` Jacobian columns).
+    """
+    z, component, log_joint = map_hypotheses(key, model, image, params, budget)
+    correction = _volume(model, z, component, log_joint, image, params, occluder_sides, budget.laplace)
     at_mode = jax.vmap(lambda zz, m: _density(model, zz, m, image, params))(z, component)
     latents = {name: at_mode.choices[name] for name in ("component", *LATENTS)}
     # f includes log|dx/dz|; the joint of the choices themselves does not
@@ -212,23 +230,53 @@ def evidence_estimator(budget: Budget, size: tuple, supersample: int, occluder_s
 
 
 def classify(key, models: DigitModels, images, budget: Any = None, *, chunk_size: int | None = 32):
-    """``(N, 10)`` class probabilities of ``images (N, H, W)`` by analysis by synthesis (``ppl.infer.classify``).
+    """``(N, 10)`` class probabilities of ``images (N, H, W)`` by analysis by synthesis.
 
-    ``budget``: Adam steps per (image, class, template), or a :class:`Budget`
-    (default ``Budget()``: 20 steps, the 2 best hypotheses kept after the first 5).
-    Returns the ``ppl.infer.Classification`` (``.probabilities (N, 10)``,
-    ``.log_evidence``, ``.best``).
+    Each class model explains each image (:func:`map_hypotheses`); the Laplace volume term is added for the
+    ``budget.contenders`` classes with the best MAP joints. ``budget``: Adam steps per (image, class,
+    template), or a :class:`Budget` (default ``Budget()``). Observation ``b`` and class ``k`` use the key
+    ``fold_in(fold_in(key, b), k)``, as ``ppl.infer.classify`` does, so an image's answer does not depend on
+    its batch; with ``contenders=10`` the evidences are ``ppl.infer.classify``'s with
+    :func:`evidence_estimator`. Returns a ``ppl.infer.Classification`` (``.probabilities (N, 10)``,
+    ``.log_evidence``, ``.best``; standard errors 0: a deterministic approximation).
     """
-    from ppl.infer.classify import classify as classify_hypotheses
-
     budget = _as_budget(budget)
     images = check_images(images, models.size)
-    model = models.model
-    hypotheses = {str(c): (model, (models.of(c),)) for c in range(10)}
-    estimator = evidence_estimator(budget, models.size, models.supersample, models.occluder_sides)
     chunk = None if chunk_size is None else min(int(chunk_size), images.shape[0])
-    return classify_hypotheses(key, hypotheses, {"image": jnp.asarray(images)}, estimator=estimator,
-                               chunk_size=chunk, batched=True)
+    log_evidence = _classify_program(key, jnp.asarray(images), models.params, budget=budget, size=models.size,
+                                     supersample=models.supersample, occluder_sides=models.occluder_sides,
+                                     chunk_size=chunk)
+    result = Classification.from_log_evidence(tuple(str(c) for c in range(10)), log_evidence,
+                                              jnp.zeros_like(log_evidence))
+    values = np.asarray(log_evidence)
+    if np.isnan(values).any() or not np.isfinite(values).any(axis=-1).all():
+        index = int(np.argwhere(~np.isfinite(values).any(axis=-1) | np.isnan(values).any(axis=-1))[0, 0])
+        raise InferenceError(f"image {index} got no finite evidence from any class model (NaN or -inf). Check the "
+                             "models' parameters (e.g. a prior scale of 0) and the image.")
+    return result
+
+
+@functools.partial(jax.jit, static_argnames=("budget", "size", "supersample", "occluder_sides", "chunk_size"))
+def _classify_program(key, images, params, *, budget, size, supersample, occluder_sides, chunk_size):
+    model = digit_model(size, supersample, occluder_sides)
+    contenders = max(1, min(int(budget.contenders), 10))
+
+    def one_image(image_key, image):
+        keys = jax.vmap(lambda k: jax.random.fold_in(image_key, k))(jnp.arange(10))
+        z, component, log_joint = jax.vmap(lambda k, p: map_hypotheses(k, model, image, p, budget))(keys, params)
+        best = jnp.max(log_joint, axis=1)  # (10,)
+        if not budget.laplace:
+            return jax.nn.logsumexp(log_joint, axis=1)
+        _, leading = jax.lax.top_k(best, contenders)
+        pick = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[leading], tree)  # noqa: E731
+        volume = jax.vmap(lambda zz, m, f, p: _volume(model, zz, m, f, image, p, occluder_sides, True))(
+            pick(z), pick(component), pick(log_joint), pick(params))
+        correction = jnp.full((10,), jnp.min(volume)).at[leading].set(volume)
+        return jax.nn.logsumexp(log_joint, axis=1) + correction
+
+    count = images.shape[0]
+    keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(count))
+    return chunked_vmap(one_image, (keys, images), count, chunk_size)
 
 
 @functools.partial(jax.jit, static_argnames=("budget", "size", "supersample", "occluder_sides"))

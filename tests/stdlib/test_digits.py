@@ -269,3 +269,21 @@ def test_bad_labels_raise_clear_errors():
         digits.fit(jax.random.key(0), images, np.arange(9))
     with pytest.raises(ConstraintError, match="integers"):
         digits.fit(jax.random.key(0), images, np.arange(10) + 0.5)
+
+
+@pytest.mark.slow  # two compilations
+def test_classify_adds_the_volume_term_for_the_contenders_as_the_core_estimator_does(proto, prototype_images):
+    budget = digit_inference.Budget(steps=8, keep=1, contenders=10)
+    images = prototype_images[:4]
+    ours = digits.classify(jax.random.key(5), proto, images, budget=budget)
+    estimator = digits.evidence_estimator(budget, proto.size, proto.supersample, proto.occluder_sides)
+    hypotheses = {str(c): (proto.model, (proto.of(c),)) for c in range(10)}
+    core = ppl.infer.classify(jax.random.key(5), hypotheses, {"image": jnp.asarray(images)}, estimator=estimator,
+                              batched=True)
+    np.testing.assert_allclose(np.asarray(ours.log_evidence), np.asarray(core.log_evidence), rtol=1e-5, atol=1e-3)
+    three = digits.classify(jax.random.key(5), proto, images, budget=budget._replace(contenders=3))
+    full, cut = np.asarray(ours.log_evidence), np.asarray(three.log_evidence)
+    for row_full, row_cut in zip(full, cut):
+        leading = np.argsort(-row_cut)[:3]  # the contenders keep their exact evidence ...
+        np.testing.assert_allclose(row_cut[leading], row_full[leading], rtol=1e-5, atol=1e-3)
+        assert np.argmax(row_cut) == np.argmax(row_full)  # ... and the winner does not change
