@@ -138,3 +138,13 @@ def write_section(name: str, markdown: str, page: pathlib.Path = PERFORMANCE_PAG
         text = text.rstrip("\n") + "\n\n" + block_text + "\n"
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(text)
+
+
+def save_and_report(results: dict, out: str | None, report: Callable[[dict], str]) -> dict:
+    """Write ``results`` as JSON to ``out`` (when given) and print ``report(results)``; returns ``results``."""
+    import json
+
+    if out:
+        pathlib.Path(out).write_text(json.dumps(results, indent=1))
+    print(report(results))
+    return results

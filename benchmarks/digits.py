@@ -38,6 +38,7 @@ import time
 import jax
 import numpy as np
 
+from benchmarks.common import save_and_report
 from stdlib import digits
 
 FIGURES = pathlib.Path(__file__).resolve().parents[1] / "docs" / "figures"
@@ -311,10 +312,7 @@ def main(argv=None):
     results = run(args)
     if args.figures:
         figures(results, "digits" if args.dataset == "sklearn" else "digits_mnist")
-    if args.out:
-        pathlib.Path(args.out).write_text(json.dumps(results, indent=1))
-    print(report(results))
-    return results
+    return save_and_report(results, args.out, report)
 
 
 if __name__ == "__main__":

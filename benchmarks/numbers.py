@@ -25,13 +25,12 @@ Protocol (fixed seeds):
 from __future__ import annotations
 
 import argparse
-import json
-import pathlib
 import time
 
 import jax
 import numpy as np
 
+from benchmarks.common import save_and_report
 from benchmarks.digits import draw, split
 from stdlib import digits
 
@@ -123,11 +122,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.numbers, args.validation = 30, 0
-    results = run(args)
-    if args.out:
-        pathlib.Path(args.out).write_text(json.dumps(results, indent=1))
-    print(report(results))
-    return results
+    return save_and_report(run(args), args.out, report)
 
 
 if __name__ == "__main__":
