@@ -271,7 +271,10 @@ def _classify_program(key, images, params, *, budget, size, supersample, occlude
         pick = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[leading], tree)  # noqa: E731
         volume = jax.vmap(lambda zz, m, f, p: _volume(model, zz, m, f, image, p, occluder_sides, True))(
             pick(z), pick(component), pick(log_joint), pick(params))
-        correction = jnp.full((10,), jnp.min(volume)).at[leading].set(volume)
+        finite = jnp.isfinite(best[leading]) & jnp.isfinite(volume)  # a contender with no finite fit has no term
+        smallest = jnp.min(jnp.where(finite, volume, jnp.inf))
+        volume = jnp.where(finite, volume, smallest)
+        correction = jnp.full((10,), smallest).at[leading].set(volume)
         return jax.nn.logsumexp(log_joint, axis=1) + correction
 
     count = images.shape[0]

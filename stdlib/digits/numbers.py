@@ -13,6 +13,11 @@ one digit of the models' size ``(h, w)``) is explained by this generative model:
 * every pixel outside the boxes is blank: the same pixel likelihood around a
   rendering of no ink (each pixel's noise level summed out on its own).
 
+(Inside a box the digit model shares one noise level across the box and may
+hold a blot; outside, each pixel's level is its own. On clean scans the two
+agree; on heavily noisy images, untested here, a box over plain noise gains
+from the shared level, which biases the count upwards.)
+
 Because the boxes do not overlap, the likelihood factorises: ``log p(image |
 n, placement, classes) = log p_blank(image) + sum_i [log p(box_i | class_i) -
 log p_blank(box_i)]``. :func:`read_numbers` therefore asks every class model to
@@ -63,8 +68,10 @@ class Reading(NamedTuple):
 
     Attributes:
       text: the most probable digit string, e.g. ``"407"``.
-      probability: its posterior probability (placements summed out).
-      alternatives: ``[(text, probability), ...]``, best first (``alternatives[0]`` is ``(text, probability)``).
+      probability: its posterior probability (placements summed out); exact when the beam holds every
+        string with mass, else a lower bound (a placement whose prefix left the beam is not counted).
+      alternatives: ``[(text, probability), ...]``, best first (``alternatives[0]`` is ``(text, probability)``),
+        each a lower bound like ``probability``.
       count_posterior: ``(max_digits + 1,)`` ``P(count = n | image)`` (index 0 is always 0).
       boxes: ``(len(text), 2)`` int ``(row, column)`` of each digit's top-left corner in the best placement of
         ``text``.
@@ -163,8 +170,8 @@ def make_numbers(key: jax.Array, n: int, images, labels, *, max_digits: int = 4,
         else:
             canvas_width = int(width)
             slack = canvas_width - count * w - int(spaces.sum())
-            if slack < 0:  # the drawn gaps do not fit: shrink them
-                spaces = np.zeros_like(spaces)
+            if slack < 0:  # the drawn gaps do not fit: the narrowest allowed (the width check makes them fit)
+                spaces = np.full_like(spaces, gap_low)
                 slack = canvas_width - count * w
             left = int(rng.integers(0, slack + 1))
         columns = left + np.concatenate([[0], np.cumsum(spaces + w)])[:count]
@@ -375,6 +382,8 @@ def read_numbers(key: jax.Array, models: DigitModels, images, *, max_digits: int
 
     The windows of all the images are scored together, ``block`` at a time (``digits.classify`` on a fixed
     shape, so any number of images of any widths costs one compilation); a progress bar shows on long runs.
+    A window's key depends on its place in the batch and on ``block``: with ``budget.restarts > 1`` (jittered
+    restarts) the readings depend on them too; with the default one restart they do not use the key.
     """
     if not isinstance(models, DigitModels):
         raise ShapeError(f"models must be digits.DigitModels (from digits.prototypes or digits.fit); got "
@@ -384,7 +393,7 @@ def read_numbers(key: jax.Array, models: DigitModels, images, *, max_digits: int
         raise ShapeError(f"beam must be an int >= 1 (readings kept per column); got {beam!r}.")
     if isinstance(alternatives, bool) or not isinstance(alternatives, (int, np.integer)) or alternatives < 1:
         raise ShapeError(f"alternatives must be an int >= 1; got {alternatives!r}.")
-    if isinstance(images, np.ndarray) and images.ndim == 2:
+    if not isinstance(images, (list, tuple)) and np.ndim(images) == 2:
         raise ShapeError("read_numbers takes a batch (a list of images or an (N, H, W) array); for one (H, W) "
                          "image use read_number(key, models, image).")
     checked = [check_number_image(image, models.size) for image in images]

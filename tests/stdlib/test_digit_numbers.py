@@ -85,6 +85,10 @@ def test_make_numbers_is_seeded_and_places_the_digits_where_it_says(pool):
             np.testing.assert_array_equal(image[row:row + 8, column:column + 8], images[source])
             assert labels[source] == int(digit)
         assert image.sum() == pytest.approx(sum(images[s].sum() for s in sources), rel=1e-5)
+    fixed = digits.make_numbers(jax.random.key(4), 5, images, labels, width=40, gaps=(2, 3), noise=0.1)
+    for image, boxes in zip(fixed.images, fixed.boxes):
+        assert image.shape == (8, 40) and 0.0 <= image.min() and image.max() <= 1.0
+        assert np.all(np.diff(boxes[:, 1]) >= 8 + 2)  # gaps of at least 2, even when the width is tight
 
 
 @pytest.mark.slow  # compiles the stroke fits for a block of windows (about 20 s)
@@ -131,3 +135,28 @@ def test_bad_arguments_raise_clear_errors(pool):
         digits.make_numbers(jax.random.key(0), 2, images, labels, gaps=(3, 1))
     with pytest.raises(ShapeError, match="height"):
         digits.make_numbers(jax.random.key(0), 2, images, labels, height=5)
+
+
+def test_a_reading_s_probabilities_add_up_to_the_count_posterior(pool):
+    """_read_one on synthetic window evidences (row offsets R = 2): P(text) summed over the strings of each
+    length is P(count), and the evidence is the brute-force sum over counts, placements, rows and classes."""
+    models = pool[0]
+    rng = np.random.default_rng(7)
+    image = np.zeros((9, 19), np.float32)
+    blank = numbers._blank_log_prob(models, [image])[0]
+    log_evidence = rng.normal(0.0, 3.0, (2, 12, 10)) + numbers._windows(blank, (8, 8)).sum(axis=(-2, -1))[..., None]
+    reading = numbers._read_one(log_evidence, image, blank, models, 3, beam=10**4, alternatives=10**4)
+    np.testing.assert_allclose(reading.count_posterior.sum(), 1.0, rtol=1e-12)
+    by_count = np.zeros(4)
+    for text, probability in reading.alternatives:
+        by_count[len(text)] += probability
+    np.testing.assert_allclose(by_count, reading.count_posterior, rtol=1e-9, atol=1e-12)
+    relative = log_evidence - numbers._windows(blank, (8, 8)).sum(axis=(-2, -1))[..., None]
+    terms = []
+    for n in (1, 2):  # three boxes of 8 do not fit in 19 columns
+        found = placements(19, 8, n)
+        for starts in found:
+            box = [logsumexp(relative[:, x, :]) - math.log(2) - math.log(10) for x in starts]
+            terms.append(sum(box) - math.log(len(found)) - math.log(2))
+    np.testing.assert_allclose(reading.log_evidence, blank.sum() + logsumexp(terms), rtol=1e-9)
+    assert reading.count_posterior[3] == 0.0
