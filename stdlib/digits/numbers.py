@@ -237,25 +237,19 @@ def _blank_log_prob(models: DigitModels, images: list) -> list:
     return [part.reshape(image.shape) for part, image in zip(np.split(flat, ends), images)]
 
 
-def _box_scores(log_evidence: np.ndarray, blank: np.ndarray, size) -> np.ndarray:
-    """``(W - w + 1, 10)``: ``log`` of a box at each column holding each class, relative to blank pixels.
+def _box_scores(relative: np.ndarray) -> np.ndarray:
+    """``(C, 10)``: ``log`` of a box at each column holding each class, relative to blank pixels.
 
-    ``log_evidence (R, C, 10)`` of the windows (``R`` row offsets, ``C`` column offsets); ``blank (H, W)``.
-    Row offsets are summed out (uniform prior), and the class prior (uniform) is included.
+    ``relative (R, C, 10)``: each window's evidence minus its pixels' blank ``log p`` (``R`` row offsets,
+    ``C`` column offsets). Row offsets are summed out (uniform prior), and the class prior (uniform) is included.
     """
-    blank_windows = _windows(blank, size).sum(axis=(-2, -1))  # (R, C)
-    relative = log_evidence - blank_windows[..., None]
-    rows = log_evidence.shape[0]
-    return logsumexp(relative, axis=0) - math.log(rows) - math.log(10)
+    return logsumexp(relative, axis=0) - math.log(relative.shape[0]) - math.log(10)
 
 
 def _log_placements(columns: int, box: int, max_digits: int) -> np.ndarray:
     """``(max_digits + 1,)``: ``log`` of the number of placements of ``n`` boxes (``-inf`` where none fit)."""
-    counts = np.zeros(max_digits + 1, dtype=object)
-    for n in range(max_digits + 1):
-        free = columns - n * box
-        counts[n] = math.comb(free + n, n) if free >= 0 else 0
-    return np.array([math.log(c) if c > 0 else -np.inf for c in counts])
+    free = [columns - n * box for n in range(max_digits + 1)]
+    return np.array([math.log(math.comb(f + n, n)) if f >= 0 else -np.inf for n, f in enumerate(free)])
 
 
 def _count_evidence(scores: np.ndarray, box: int, columns: int, max_digits: int) -> np.ndarray:
@@ -316,13 +310,13 @@ def _best_placement(scores: np.ndarray, text: str, box: int, columns: int) -> np
     return np.array(starts[::-1], np.int64)
 
 
-def _read_one(log_evidence: np.ndarray, image: np.ndarray, blank: np.ndarray, models: DigitModels, max_digits: int,
-              beam: int, alternatives: int) -> Reading:
-    size = models.size
-    h, w = size
+def _read_one(log_evidence: np.ndarray, blank: np.ndarray, size, max_digits: int, beam: int,
+              alternatives: int) -> Reading:
+    """One image's :class:`Reading` from its windows' ``log_evidence (R, C, 10)`` and pixels' blank ``log p``."""
+    w = size[1]
     relative = log_evidence - _windows(blank, size).sum(axis=(-2, -1))[..., None]  # (R, C, 10)
-    scores = _box_scores(log_evidence, blank, size)  # (C, 10)
-    columns = image.shape[1]
+    scores = _box_scores(relative)  # (C, 10)
+    columns = blank.shape[1]
     log_placements = _log_placements(columns, w, max_digits)
     fits = np.isfinite(log_placements[1:])
     log_prior = np.full(max_digits + 1, -np.inf)
@@ -404,10 +398,10 @@ def read_numbers(key: jax.Array, models: DigitModels, images, *, max_digits: int
     log_evidence = window_evidence(key, models, windows, budget, block=block, progress=progress)
     blanks = _blank_log_prob(models, checked)
     readings, offset = [], 0
-    for image, blank, grid in zip(checked, blanks, grids):
+    for blank, grid in zip(blanks, grids):
         count = grid.shape[0] * grid.shape[1]
         evidence = log_evidence[offset:offset + count].reshape(grid.shape[0], grid.shape[1], 10)
-        readings.append(_read_one(evidence, image, blank, models, max_digits, int(beam), int(alternatives)))
+        readings.append(_read_one(evidence, blank, models.size, max_digits, int(beam), int(alternatives)))
         offset += count
     return readings
 

@@ -52,6 +52,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import softmax
 
 import ppl
 from ppl.errors import ShapeError
@@ -366,12 +367,6 @@ def _turned(guess: Shape, blob: Blob) -> Shape:
                           angle=float(angles[best]))
 
 
-def _normalised(log_values: np.ndarray) -> np.ndarray:
-    """Probabilities proportional to ``exp(log_values)`` (``-inf`` gives 0)."""
-    values = np.exp(log_values - np.max(log_values))
-    return values / values.sum()
-
-
 def _matched(kind: str, blob: Blob, colour, depth: int) -> Shape:
     """A ``kind`` guessed from the blob's extent and turned and moved to its best overlap with it."""
     return _turned(_guess(kind, blob.centre, blob.extent, blob.angle, colour, depth), blob)
@@ -495,7 +490,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
             evidence, (shapes, background) = value, _read(found.trace, trial_kinds, count)
             canvas, alphas = render_shapes(shapes, background, image.shape[:2])
             latest = len(kind_rows) if position == "front" else 0
-            kind_rows.insert(latest, _normalised(by_kind))
+            kind_rows.insert(latest, softmax(by_kind))
             history.append(evidence)
         index = 0  # revise: each shape as every other kind, and left out (the rest of the scene now found)
         while index < len(shapes) and evaluated < limit:
@@ -520,7 +515,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
                 if value > (evidence if best is None else best[0]):
                     best = (value, found, trial_kinds, len(trial))
             if np.all(np.isfinite(by_kind)):  # every kind here, with the others refined: its kind posterior
-                kind_rows[index] = _normalised(by_kind)
+                kind_rows[index] = softmax(by_kind)
             if best is not None:
                 evidence, (shapes, background) = best[0], _read(best[1].trace, best[2], best[3])
                 history.append(evidence)
@@ -531,7 +526,7 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
             index += 1
     finally:
         pool.shutdown()
-    count_posterior = _normalised(best_by_count)
+    count_posterior = softmax(best_by_count)
     return Scene(shapes=shapes, kind_probabilities=np.asarray(kind_rows).reshape(len(shapes), len(KINDS)),
                  background=np.asarray(background), count_posterior=count_posterior, log_evidence=float(evidence),
                  history=np.asarray(history), image=image)

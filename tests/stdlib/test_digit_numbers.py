@@ -145,7 +145,7 @@ def test_a_reading_s_probabilities_add_up_to_the_count_posterior(pool):
     image = np.zeros((9, 19), np.float32)
     blank = numbers._blank_log_prob(models, [image])[0]
     log_evidence = rng.normal(0.0, 3.0, (2, 12, 10)) + numbers._windows(blank, (8, 8)).sum(axis=(-2, -1))[..., None]
-    reading = numbers._read_one(log_evidence, image, blank, models, 3, beam=10**4, alternatives=10**4)
+    reading = numbers._read_one(log_evidence, blank, models.size, 3, beam=10**4, alternatives=10**4)
     np.testing.assert_allclose(reading.count_posterior.sum(), 1.0, rtol=1e-12)
     by_count = np.zeros(4)
     for text, probability in reading.alternatives:
