@@ -17,11 +17,17 @@ Protocol (fixed seeds):
   examples train the baselines (scikit-learn defaults): 1-nearest-neighbour,
   logistic regression, RBF-SVM, MLP. Accuracy on the whole test set, averaged
   over draws. **Zero-shot**: ``digits.prototypes`` only.
-- **Robustness.** The test set with additive Gaussian pixel noise (sd 0.25 and
-  0.5 of the pixel range, then clipped to [0, 1], since pixels are intensities)
-  and with an occluding block (3x3 pixels at 8x8, 8x8 at 28x28) at a random
-  position, filled with ink (1) — a blot. Ours: the k=10 models of draw 0;
-  baselines: trained on the same 100 examples, and on the whole pool.
+- **Robustness.** Every local corruption at two severities, applied to the
+  whole test set with seed 7: additive Gaussian pixel **noise** (sd 0.25 and
+  0.5 of the pixel range, then clipped to [0, 1], since pixels are
+  intensities); an ink **blot** (a square block at a random position set to
+  ink, 1) and an **erasure** (the same set to the background, 0), each 3x3 and
+  4x4 pixels at 8x8 (8x8 and 11x11 at 28x28); **flipped** pixels (each pixel
+  independently, with probability 5% or 10%, set to 0 or 1 at random). Ours:
+  the k=10 models of draw 0; baselines: trained on the same 100 examples, and
+  on the whole pool. References: an exact-corruption kernel classifier
+  (:func:`reference_accuracy`) with the same 10 templates per class, and with
+  the whole pool.
 - **Speed.** Images classified per second (10 classes, after compilation) on
   this machine, for the k=10 models.
 - **Figures** (``--figures``): confusion matrix, accuracy vs k, accuracy vs
@@ -42,7 +48,6 @@ from benchmarks.common import save_and_report
 from stdlib import digits
 
 FIGURES = pathlib.Path(__file__).resolve().parents[1] / "docs" / "figures"
-BLOCK = {8: 3, 28: 8}
 
 
 def load(dataset: str):
@@ -59,18 +64,33 @@ def draw(pool, labels, k: int, seed: int):
     return np.concatenate([rng.choice(pool[labels[pool] == c], k, replace=False) for c in range(10)])
 
 
-def corrupt(images, kind: str, seed: int = 0):
+SEVERITIES = {8: (3, 4), 28: (8, 11)}  # block sides (pixels) of the two severities, by image height
+
+
+def conditions(height: int) -> list[str]:
+    """The robustness conditions for images ``height`` pixels high: each corruption at two severities."""
+    small, large = SEVERITIES.get(height, (max(2, height // 3), max(3, height // 2)))
+    return ["clean", "noise0.25", "noise0.5", f"blot{small}", f"blot{large}", f"erase{small}", f"erase{large}",
+            "flip0.05", "flip0.1"]
+
+
+def corrupt(images, condition: str, seed: int = 0):
+    """``images`` under ``condition``: ``clean``, ``noise<sd>``, ``blot<side>``, ``erase<side>`` or ``flip<rate>``."""
     rng = np.random.default_rng(seed)
-    if kind == "clean":
+    if condition == "clean":
         return images
-    if kind.startswith("noise"):
-        sd = float(kind[len("noise"):])
+    if condition.startswith("noise"):
+        sd = float(condition[len("noise"):])
         return np.clip(images + sd * rng.standard_normal(images.shape), 0.0, 1.0).astype(np.float32)
+    if condition.startswith("flip"):
+        flipped = rng.random(images.shape) < float(condition[len("flip"):])
+        return np.where(flipped, (rng.random(images.shape) < 0.5).astype(np.float32), images).astype(np.float32)
+    fill = {"blot": 1.0, "erase": 0.0}[condition.rstrip("0123456789")]
+    size = int(condition.lstrip("abcdefghijklmnopqrstuvwxyz"))
     out = images.copy()
-    size = BLOCK.get(images.shape[1], max(2, images.shape[1] // 3))
     for image in out:
         i, j = rng.integers(0, images.shape[1] - size + 1), rng.integers(0, images.shape[2] - size + 1)
-        image[i : i + size, j : j + size] = 1.0
+        image[i : i + size, j : j + size] = fill
     return out
 
 
@@ -118,8 +138,7 @@ def run(args) -> dict:
     results["zero_shot"] = acc
     print(f"zero-shot: {100 * acc:.1f}%  ({seconds:.0f} s)", flush=True)
 
-    conditions = ["clean", "noise0.25", "noise0.5", "block"]
-    corrupted = {cond: corrupt(x_test, cond, seed=7) for cond in conditions}
+    corrupted = {cond: corrupt(x_test, cond, seed=7) for cond in conditions(size[0])}
     for k in args.shots:
         rows = []
         for d in range(args.draws):
@@ -163,10 +182,11 @@ def robustness(args, key, models, corrupted, y_test, images, labels, train, pool
         out[f"{name} (k={k})"] = accs
     for name, accs in baseline_accuracies(images[pool], labels[pool], corrupted, y_test).items():
         out[f"{name} (pool, {len(pool)})"] = accs
-    out[f"reference: exact-corruption KDE (pool, {len(pool)})"] = {
-        cond: reference_accuracy(images[pool], labels[pool], x, y_test, cond) for cond, x in corrupted.items()}
-    print("  reference (exact-corruption KDE on the pool): " + "  ".join(
-        f"{c} {100 * a:.1f}%" for c, a in out[f"reference: exact-corruption KDE (pool, {len(pool)})"].items()), flush=True)
+    for name, templates in ((f"k={k}", train), (f"pool, {len(pool)}", pool)):
+        reference = f"reference: exact-corruption KDE ({name})"
+        out[reference] = {cond: reference_accuracy(images[templates], labels[templates], x, y_test, cond)
+                          for cond, x in corrupted.items()}
+        print(f"  {reference}: " + "  ".join(f"{c} {100 * a:.1f}%" for c, a in out[reference].items()), flush=True)
     return out
 
 
@@ -174,19 +194,24 @@ def reference_accuracy(train_images, train_labels, x, y, condition, bandwidth: f
     """A near-Bayes yardstick: a kernel density classifier that knows the corruption exactly.
 
     ``p(x | class) = mean over the class's training images t of p(x | t)``, with
-    ``p(x | t)`` the corruption model itself around ``t``: the clipped Gaussian
-    noise of the condition's sd (plus ``bandwidth``, in quadrature), and for
-    the block condition the block of the benchmark's size, summed out
-    (:class:`digits.RobustPixels`). With the whole pool as templates it
-    estimates what any classifier can reach under that corruption.
+    ``p(x | t)`` the corruption model itself around ``t``
+    (:class:`digits.RobustPixels`): the clipped Gaussian noise of the
+    condition's sd (plus ``bandwidth``, in quadrature); the blot or erasure of
+    the condition's size, summed out over positions; the flipped pixels (mass
+    1/2 at 0 and at 1) at the condition's rate. With the whole pool as templates
+    it estimates what any classifier can reach under that corruption.
     """
     import jax.numpy as jnp
 
-    sd = float(condition[len("noise"):]) if condition.startswith("noise") else 0.0
-    sides = (BLOCK.get(x.shape[1], max(2, x.shape[1] // 3)),) if condition == "block" else ()
+    kind = condition.rstrip("0123456789.")
+    amount = float(condition[len(kind):]) if kind != "clean" else 0.0
+    sd = amount if kind == "noise" else 0.0
+    sides = (int(amount),) if kind in ("blot", "erase") else ()
+    outlier, spike = (amount, 0.5) if kind == "flip" else (0.02, 0.25)
     templates = jnp.asarray(train_images)
-    pixels = digits.RobustPixels(templates, bandwidth, 0.02, jnp.array([sd]), jnp.array([1.0]),
-                                 occluder=0.5 if sides else 0.0, occluder_sides=sides)
+    pixels = digits.RobustPixels(templates, bandwidth, outlier, jnp.array([sd]), jnp.array([1.0]),
+                                 occluder=0.5 if kind == "blot" else 0.0, occluder_sides=sides,
+                                 eraser=0.5 if kind == "erase" else None, spike=spike)
     log_likelihood = jax.jit(jax.vmap(pixels.log_prob))  # (chunk, H, W) -> (chunk, M)
     scores = np.concatenate([np.asarray(log_likelihood(jnp.asarray(x[i : i + chunk]))) for i in range(0, len(x), chunk)])
     per_class = np.stack([jax.nn.logsumexp(scores[:, train_labels == c], axis=1) for c in range(10)], axis=1)
@@ -258,6 +283,18 @@ def figures(results, prefix: str):
         plt.close(fig)
 
 
+def _label(condition: str) -> str:
+    kind = condition.rstrip("0123456789.")
+    amount = condition[len(kind):]
+    if kind == "noise":
+        return f"noise sd {amount}"
+    if kind in ("blot", "erase"):
+        return f"{amount}x{amount} {'ink blot' if kind == 'blot' else 'erasure'}"
+    if kind == "flip":
+        return f"{float(amount):.0%} flipped pixels"
+    return {"block": "occluding block"}.get(condition, condition)
+
+
 def report(results) -> str:
     """Markdown tables of a run's results (for docs/digits.md)."""
     names = list(baselines())
@@ -274,8 +311,7 @@ def report(results) -> str:
         lines.append(f"| {k} | **{100 * row['ours']:.1f}%**{spread} | " + " | ".join(f"{100 * row[n]:.1f}%" for n in names) + " |")
     if "robustness" in results:
         conditions = list(next(iter(results["robustness"].values())))
-        label = {"clean": "clean", "noise0.25": "noise sd 0.25", "noise0.5": "noise sd 0.5", "block": "occluding block"}
-        lines += ["", "| trained on | " + " | ".join(label.get(c, c) for c in conditions) + " |",
+        lines += ["", "| trained on | " + " | ".join(_label(c) for c in conditions) + " |",
                   "|---|" + "---|" * len(conditions)]
         for name, accs in results["robustness"].items():
             lines.append(f"| {name} | " + " | ".join(f"{100 * accs[c]:.1f}%" for c in conditions) + " |")

@@ -17,7 +17,7 @@ with the image's term tempered away: ``I`` for the Normal priors),
 ``J = d render / d z`` (forward-mode Jacobian of the core's run) and ``W`` the
 per-pixel curvature ``-d^2 log p(y | mean) / d mean^2`` of the pixel
 likelihood, weighted by the posterior of the noise level and of the pixel
-lying outside the blot, clipped at 0
+lying outside the blot or erasure, clipped at 0
 (:meth:`stdlib.digits.pixels.RobustPixels.curvature`: a generalised
 Gauss-Newton Hessian of the likelihood, always positive definite; blotted
 pixels carry no curvature). Nothing here restates the priors: change them in

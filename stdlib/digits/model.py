@@ -60,6 +60,7 @@ __all__ = [
     "render_digit",
 ]
 
+ERASER = 0.03  # prior probability of an erased block (chosen on the validation split, docs/digits.md)
 NOISE_LEVELS = (0.0, 0.1, 0.2, 0.3, 0.45, 0.6)  # extra per-image pixel noise sd the likelihood sums over
 POSE_NAMES = ("shift_x", "shift_y", "log_scale_x", "log_scale_y", "rotation", "shear")
 _TINY = 1e-9
@@ -79,7 +80,9 @@ class DigitParams(NamedTuple):
       noise: ``()`` sd of a pixel around the rendering (the rendering's own error).
       outlier: ``()`` probability that a pixel is a stray one.
       noise_levels, noise_probs: ``(K,)`` the grid of extra per-image noise sd and its prior.
-      occluder: ``()`` probability that the image holds an occluding block.
+      occluder: ``()`` probability that the image holds an ink blot (an occluding block of ink).
+      eraser: ``()`` probability that the image holds an erasure instead (a block blanked to the background);
+        ``None`` for a model without erasures (static: no cost in the likelihood).
 
     The pixel likelihood is :class:`stdlib.digits.pixels.RobustPixels`.
     """
@@ -99,6 +102,7 @@ class DigitParams(NamedTuple):
     noise_levels: Any
     noise_probs: Any
     occluder: Any
+    eraser: Any
 
 
 @jax.tree_util.register_dataclass
@@ -198,7 +202,7 @@ def _digit_model(size: tuple, supersample: int, occluder_sides: tuple):
 def pixels(rendering, params: DigitParams, occluder_sides: tuple) -> RobustPixels:
     """The pixel likelihood of class ``params`` around ``rendering (H, W)``."""
     return RobustPixels(rendering, params.noise, params.outlier, params.noise_levels, params.noise_probs,
-                        params.occluder, occluder_sides)
+                        params.occluder, occluder_sides, eraser=params.eraser)
 
 
 # ---------------------------------------------------------------------------
@@ -214,7 +218,7 @@ def _default_extent(size) -> float:
 def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, extent: float | None = None,
                stroke_scale: float = 0.12, noise: float = 0.2, outlier: float | None = None,
                noise_levels=NOISE_LEVELS, noise_probs=None, occluder: float = 0.5, occluder_sides=None,
-               waypoints=None) -> DigitModels:
+               eraser: float | None = None, waypoints=None) -> DigitModels:
     """Hand-written default models of 0-9 (see :mod:`stdlib.digits.waypoints`), usable wherever ``fit``'s are.
 
     Args:
@@ -227,8 +231,12 @@ def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, 
         ``outlier`` defaults to 0.02 up to 16 pixels high, else 0.05: more pixels, more a stroke model misses).
       noise_levels, noise_probs: the grid of extra per-image noise sd the likelihood sums over, and its
         prior (default: half on the first level, the rest spread evenly).
-      occluder, occluder_sides: probability of an occluding block and its side lengths in pixels
+      occluder, occluder_sides: probability of an ink blot and the blocks' side lengths in pixels
         (default :func:`~stdlib.digits.pixels.default_occluder_sides`; ``()`` for no block).
+      eraser: probability of an erasure (a block of the same sides blanked to the background);
+        ``occluder + eraser`` must be below 1. Default ``ERASER`` (0.03) up to 16 pixels high, else 0: at
+        28x28 a block can hide so much of a wrong class's extra ink that erasures cost clean accuracy.
+        0 leaves erasures out of the likelihood (and its cost).
       waypoints: your own ``{digit: [stroke waypoints]}`` (default ``WAYPOINTS``).
     """
     size = _check_size(size)
@@ -246,6 +254,10 @@ def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, 
     if probs.shape != levels.shape or np.any(probs < 0) or not np.isclose(probs.sum(), 1.0, atol=1e-5):
         raise ConstraintError(f"noise_probs must be {levels.size} probabilities summing to 1 (one per noise level); "
                               f"got {noise_probs!r}.")
+    eraser = (ERASER if size[0] <= 16 else 0.0) if eraser is None else float(eraser)
+    if not (0 <= occluder and 0 <= eraser and occluder + eraser < 1):
+        raise ConstraintError(f"occluder and eraser must be probabilities with occluder + eraser < 1; got {occluder!r} "
+                              f"and {eraser!r}.")
     sides = default_occluder_sides(size) if occluder_sides is None else tuple(int(s) for s in occluder_sides)
     params = DigitParams(
         component_probs=jnp.ones((10, 1), jnp.float32),
@@ -263,6 +275,7 @@ def prototypes(size=(8, 8), *, supersample: int | None = None, points: int = 7, 
         noise_levels=jnp.tile(jnp.asarray(levels), (10, 1)),
         noise_probs=jnp.tile(jnp.asarray(probs), (10, 1)),
         occluder=ten(occluder),
+        eraser=ten(eraser) if eraser > 0 else None,
     )
     return DigitModels(params, size, supersample, sides)
 

@@ -1,6 +1,6 @@
-"""The digit models' pixel likelihood: clipped noise of unknown level, stray pixels and an ink blot.
+"""The digit models' pixel likelihood: clipped noise of unknown level, stray pixels, an ink blot or an erasure.
 
-A scanned or photographed digit is a rendering corrupted in three ways, and
+A scanned or photographed digit is a rendering corrupted in four ways, and
 :class:`RobustPixels` models each as it happens, marginalising the nuisance
 exactly (a closed form, so MAP and the Laplace evidence see a smooth function):
 
@@ -22,14 +22,19 @@ exactly (a closed form, so MAP and the Laplace evidence see a smooth function):
    position, with box sums of the per-pixel log-ratio ``log blot - log p(y |
    render)`` (two small matrix products for all blocks at once), so a 3x3 blot
    costs one ``log(occluder / #blocks)`` instead of nine stray pixels, and the
-   strokes are not pulled onto it. Blots are ink, not erasures, on purpose: a
-   blank block would explain away any stroke a wrong class draws where the
-   image is empty, and cost clean accuracy (an erased patch is left to the stray
-   pixels).
-
+   strokes are not pulled onto it.
+4. **An erasure.** With probability ``eraser`` (instead of a blot) one block of
+   the same shapes is rubbed out: the rendering under it is replaced by the blank
+   background, and its pixels are drawn as every other pixel is (noise, stray
+   pixels) around that blank. Its box sums are of ``log p(y | blank) - log p(y |
+   render)``: a block where the rendering is blank gains exactly nothing, so an
+   erasure only ever explains away ink the rendering has and the image lacks.
+   It cannot tell a rubbed-out stroke of the true class from a wrong class's
+   extra stroke hidden under a block, so it costs a little clean accuracy; the
+   default ``eraser`` is the validation split's compromise (see docs/digits.md).
 The per-pixel *curvature* :meth:`RobustPixels.curvature` (for the Laplace
 evidence) weights each noise level's ``-d^2 log p / d render^2`` by the posterior
-probability of that level and of the pixel being outside the blot.
+probability of that level and of the pixel being outside the blot or erasure.
 """
 
 from __future__ import annotations
@@ -102,9 +107,11 @@ class RobustPixels(dist.Distribution):
       outlier: per-pixel probability of a stray pixel.
       noise_levels, noise_probs: ``(K,)`` extra noise sd per image, and its prior.
       occluder: probability that the image holds one ink blot.
-      occluder_sides: static tuple of blot side lengths (pixels); ``()`` for none.
+      occluder_sides: static tuple of the blocks' side lengths (pixels), for blots and erasures; ``()`` for none.
       spike: a stray pixel's mass at 0 and at 1.
       blot_blank, blot_ink: a blot pixel's mass at 0 and at 1.
+      eraser: probability that the image holds one erasure instead (``occluder + eraser < 1``); ``None`` (the
+        default) for no erasures, and no cost for them.
 
     Example::
 
@@ -129,8 +136,9 @@ class RobustPixels(dist.Distribution):
     reparametrized_params = ["loc", "noise"]
 
     def __init__(self, loc, noise, outlier, noise_levels=(0.0,), noise_probs=(1.0,), occluder=0.0,
-                 occluder_sides=(), spike=0.25, blot_blank=0.01, blot_ink=0.8, *, validate_args=None):
+                 occluder_sides=(), spike=0.25, blot_blank=0.01, blot_ink=0.8, eraser=None, *, validate_args=None):
         self.loc, self.noise, self.outlier, self.occluder, self.spike = loc, noise, outlier, occluder, spike
+        self.eraser = eraser
         self.blot_blank, self.blot_ink = blot_blank, blot_ink
         self.noise_levels = jnp.asarray(noise_levels, jnp.result_type(float))
         self.noise_probs = jnp.asarray(noise_probs, jnp.result_type(float))
@@ -154,27 +162,43 @@ class RobustPixels(dist.Distribution):
         stray = endpoint_log_prob(value, self.spike, self.spike)
         return jnp.logaddexp(jnp.log1p(-self.outlier) + clean, jnp.log(self.outlier) + stray)
 
-    def _combine(self, per_level, value):
-        """``log p(image)`` from the per-level pixel terms ``(K, ..., H, W)``: block and level summed out."""
+    def _combine(self, per_level, value, erased):
+        """``log p(image)`` from the per-level pixel terms ``(K, ..., H, W)``: block and level summed out.
+
+        ``erased`` ``(K, ..., H, W)``: the same terms with the rendering replaced by the blank background (the
+        pixels under an erasure); it does not depend on the rendering.
+        """
         log_level = jnp.log(self.noise_probs).reshape((-1,) + (1,) * (per_level.ndim - 3))
         total = jnp.sum(per_level, axis=(-2, -1))  # (K, ...)
         if self.blocks is not None:
             rows, cols, log_weight = self.blocks
+            block_sums = lambda x: jnp.einsum("rh,...hw,cw->...rc", rows, x, cols)  # (K, ..., R, C)  # noqa: E731
             blot = endpoint_log_prob(value, self.blot_blank, self.blot_ink)
-            ratio = blot - per_level  # (K, ..., H, W): gain of a pixel being under the blot
-            sums = jnp.einsum("rh,...hw,cw->...rc", rows, ratio, cols)  # (K, ..., R, C): every block's gain
-            in_block = jnp.log(self.occluder) + logsumexp(log_weight + sums, axis=(-2, -1))
-            total = total + jnp.logaddexp(jnp.log1p(-self.occluder), in_block)
+            # every block's gain: the blot's pixels (ink) or the erasure's (the blank background) instead of the rendering
+            in_blot = jnp.log(self.occluder) + logsumexp(log_weight + block_sums(blot - per_level), axis=(-2, -1))
+            if self.eraser is None:
+                total = total + jnp.logaddexp(jnp.log1p(-self.occluder), in_blot)
+            else:
+                in_erasure = jnp.log(self.eraser) + logsumexp(log_weight + block_sums(erased - per_level), axis=(-2, -1))
+                neither = jnp.log1p(-self.occluder - self.eraser) * jnp.ones_like(in_blot)
+                total = total + logsumexp(jnp.stack([neither, in_blot, in_erasure]), axis=0)
         return logsumexp(log_level + total, axis=0)
 
     def log_prob(self, value):
-        return self._combine(self.level_log_prob(value), value)
+        return self._combine(self.level_log_prob(value), value, self._erased(value))
+
+    def _erased(self, value):
+        """``(K, ..., H, W)``: each pixel's ``log p`` at each level if it lay under an erasure (blank rendering)."""
+        if self.eraser is None or self.blocks is None:
+            return None
+        blank = jnp.zeros(jnp.shape(self.loc), jnp.result_type(float))
+        return self.level_log_prob(value, blank)
 
     def curvature(self, value):
         """``(..., H, W)`` the Gauss-Newton weight of each pixel: ``E[-d^2 log p(y_ij | k) / d loc_ij^2]`` over the
-        posterior of the level and of the pixel being outside the blot, clipped at 0."""
-        per_level = self.level_log_prob(value)
-        responsibility = jax.grad(lambda terms: jnp.sum(self._combine(terms, value)))(per_level)
+        posterior of the level and of the pixel being outside the blot or erasure, clipped at 0."""
+        per_level, erased = self.level_log_prob(value), self._erased(value)
+        responsibility = jax.grad(lambda terms: jnp.sum(self._combine(terms, value, erased)))(per_level)
 
         def second_derivative(loc, y):  # (K,): d^2 log p(y | loc, level k) / d loc^2 of one pixel
             return jax.hessian(lambda m: self.level_log_prob(y, m))(loc)
@@ -190,11 +214,7 @@ class RobustPixels(dist.Distribution):
         shape = tuple(sample_shape) + self.batch_shape + self.event_shape
         images = shape[:-2]
         k_level, k_noise, k_stray, k_pick, k_block, k_shape, k_row, k_col = jax.random.split(key, 8)
-        level = jax.random.categorical(k_level, jnp.log(self.noise_probs), shape=images)
-        scale = self._scales()[level][..., None, None]
-        image = jnp.clip(self.loc + scale * jax.random.normal(k_noise, shape), 0.0, 1.0)
-        stray = _sample_endpoint(k_stray, shape, self.spike, self.spike)
-        image = jnp.where(jax.random.bernoulli(k_pick, self.outlier, shape), stray, image)
+        inside, occlusion = jnp.zeros(shape, bool), jnp.zeros(images, jnp.int32)
         if self.block_shapes:
             heights = jnp.array([h for h, _ in self.block_shapes])
             widths = jnp.array([w for _, w in self.block_shapes])
@@ -205,7 +225,15 @@ class RobustPixels(dist.Distribution):
             rows = jnp.arange(shape[-2])[:, None]
             cols = jnp.arange(shape[-1])[None, :]
             inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
-            present = jax.random.bernoulli(k_block, self.occluder, images)[..., None, None]
-            blot = _sample_endpoint(jax.random.fold_in(k_block, 1), shape, self.blot_blank, self.blot_ink)
-            image = jnp.where(inside & present, blot, image)
-        return image
+            # 0: no block, 1: an ink blot, 2: an erasure (the rendering blanked out under the block)
+            eraser = 0.0 if self.eraser is None else self.eraser
+            probs = jnp.stack([1.0 - self.occluder - eraser, jnp.asarray(self.occluder) + 0.0, jnp.asarray(eraser) + 0.0])
+            occlusion = jax.random.choice(k_block, 3, images, p=probs)
+        erased = inside & (occlusion == 2)[..., None, None]
+        level = jax.random.categorical(k_level, jnp.log(self.noise_probs), shape=images)
+        scale = self._scales()[level][..., None, None]
+        image = jnp.clip(jnp.where(erased, 0.0, self.loc) + scale * jax.random.normal(k_noise, shape), 0.0, 1.0)
+        stray = _sample_endpoint(k_stray, shape, self.spike, self.spike)
+        image = jnp.where(jax.random.bernoulli(k_pick, self.outlier, shape), stray, image)
+        blot = _sample_endpoint(jax.random.fold_in(k_block, 1), shape, self.blot_blank, self.blot_ink)
+        return jnp.where(inside & (occlusion == 1)[..., None, None], blot, image)

@@ -106,8 +106,8 @@ def test_model_passes_the_interface_checks(proto):
     ppl.testing.check_interface(proto.model, (proto.of(3),), changes={"log_width": jnp.array(-1.5)})
 
 
-def _brute_force_log_prob(loc, y, noise, outlier, levels, level_probs, occluder, side, spike, blot=(0.01, 0.8)):
-    """``log p(y)`` by enumerating the noise level and every blot position (numpy, float64)."""
+def _brute_force_log_prob(loc, y, noise, outlier, levels, level_probs, occluder, side, spike, blot=(0.01, 0.8), eraser=0.0):
+    """``log p(y)`` by enumerating the noise level and every blot and erasure position (numpy, float64)."""
     from scipy.stats import norm
 
     loc, y = np.asarray(loc, np.float64), np.asarray(y, np.float64)
@@ -117,14 +117,20 @@ def _brute_force_log_prob(loc, y, noise, outlier, levels, level_probs, occluder,
     total = 0.0
     for level, level_prob in zip(levels, level_probs):
         scale = np.hypot(noise, level)
-        clean = np.where(y <= 0, norm.cdf(-loc / scale), np.where(y >= 1, norm.cdf((loc - 1) / scale), norm.pdf(y, loc, scale)))
-        pixel = (1 - outlier) * clean + outlier * stray
+
+        def pixel(mean):  # censored Normal around the mean, or a stray pixel
+            clean = np.where(y <= 0, norm.cdf(-mean / scale), np.where(y >= 1, norm.cdf((mean - 1) / scale), norm.pdf(y, mean, scale)))
+            return (1 - outlier) * clean + outlier * stray
+
         blocks = [(i, j) for i in range(height - side + 1) for j in range(width - side + 1)]
-        likelihood = (1 - occluder) * np.prod(pixel)
+        likelihood = (1 - occluder - eraser) * np.prod(pixel(loc))
         for i, j in blocks:
-            occluded = pixel.copy()
+            occluded = pixel(loc)
             occluded[i : i + side, j : j + side] = blotted[i : i + side, j : j + side]
             likelihood += occluder / len(blocks) * np.prod(occluded)
+            erased = loc.copy()
+            erased[i : i + side, j : j + side] = 0.0  # the rendering blanked out under the block
+            likelihood += eraser / len(blocks) * np.prod(pixel(erased))
         total += level_prob * likelihood
     return np.log(total)
 
@@ -163,13 +169,17 @@ def test_the_digit_evidence_is_the_cores_for_every_latent(styled):
 
 
 def test_robust_pixels_sums_out_noise_level_and_block_exactly():
-    """Censored noise at each level, stray pixels, one blot: the closed form equals enumeration."""
+    """Censored noise at each level, stray pixels, one blot or one erasure: the closed form equals enumeration."""
     loc = jnp.array(np.random.default_rng(0).uniform(0, 1, (4, 5)), jnp.float32)
     y = jnp.array([[0.0, 1.0, 0.3, 0.0, 0.9], [1.0, 1.0, 0.5, 0.0, 0.0], [0.2, 1.0, 1.0, 0.7, 0.0], [0.0, 0.0, 0.1, 1.0, 0.4]])
     levels, probs = (0.0, 0.3, 0.6), (0.5, 0.3, 0.2)
     pixels = digits.RobustPixels(loc, 0.2, 0.05, jnp.array(levels), jnp.array(probs), occluder=0.4, occluder_sides=(2,))
     expected = _brute_force_log_prob(loc, y, 0.2, 0.05, levels, probs, 0.4, 2, 0.25)
     np.testing.assert_allclose(float(pixels.log_prob(y)), expected, rtol=1e-5)
+    erasing = digits.RobustPixels(loc, 0.2, 0.05, jnp.array(levels), jnp.array(probs), occluder=0.4, occluder_sides=(2,),
+                                  eraser=0.3)
+    expected = _brute_force_log_prob(loc, y, 0.2, 0.05, levels, probs, 0.4, 2, 0.25, eraser=0.3)
+    np.testing.assert_allclose(float(erasing.log_prob(y)), expected, rtol=1e-5)
     bare = digits.RobustPixels(loc, 0.2, 0.05)  # one level, no block
     np.testing.assert_allclose(float(bare.log_prob(y)), _brute_force_log_prob(loc, y, 0.2, 0.05, (0.0,), (1.0,), 0.0, 2, 0.25),
                                rtol=1e-5)
@@ -184,6 +194,35 @@ def test_an_ink_blot_costs_one_block_not_nine_outliers():
     assert cost(with_block) < 15.0 and cost(without) > 30.0
     curvature = np.asarray(with_block.curvature(blotted))  # blotted pixels carry (almost) no curvature
     assert curvature[0:3, 0:3].max() < 0.05 * curvature[5:, :].min()
+
+
+def test_an_erasure_costs_one_block_and_blank_blocks_gain_nothing():
+    loc = jnp.zeros((8, 8)).at[1:7, 4].set(1.0)
+    erased = loc.at[2:5, 3:6].set(0.0)  # a 3x3 block of the stroke rubbed out
+    with_eraser = digits.RobustPixels(loc, 0.2, 0.02, occluder=0.3, occluder_sides=(3,), eraser=0.2)
+    without = digits.RobustPixels(loc, 0.2, 0.02, occluder=0.3, occluder_sides=(3,))
+    cost = lambda pixels: float(pixels.log_prob(loc) - pixels.log_prob(erased))  # noqa: E731
+    assert cost(with_eraser) < 8.0 and cost(without) > 12.0
+    # on a blank rendering an erasure changes nothing, so it adds exactly its prior mass back: p(y) is unchanged
+    blank = jnp.zeros((8, 8))
+    np.testing.assert_allclose(float(digits.RobustPixels(blank, 0.2, 0.02, occluder_sides=(3,), eraser=0.2).log_prob(blank)),
+                               float(digits.RobustPixels(blank, 0.2, 0.02).log_prob(blank)), rtol=1e-6)
+    curvature = np.asarray(with_eraser.curvature(erased))  # erased pixels carry (almost) no curvature
+    assert curvature[2:5, 4].max() < 0.05 * curvature[6, 4]
+    # sampling: an erasure blanks the rendering under one block, and nothing else
+    samples = np.asarray(digits.RobustPixels(loc, 0.01, 1e-6, occluder_sides=(3,), eraser=0.999).sample(jax.random.key(1), (200,)))
+    missing = 6.0 - samples[:, :, 4].sum(axis=1)  # stroke pixels rubbed out: 0-3, by where the block fell
+    assert np.all(missing > -0.5) and np.all(missing < 3.5)
+    assert 0.4 < np.mean(missing > 0.5) < 0.6  # half the 3x3 blocks of an 8x8 canvas touch column 4 in rows 1-6
+    assert np.all(np.delete(samples, 4, axis=2) < 0.1)  # nothing but the stroke, and no ink added
+
+
+def test_erasures_are_in_the_small_models_only_and_their_prior_is_checked():
+    assert float(digits.prototypes((8, 8)).params.eraser[0]) == pytest.approx(0.03)
+    assert digits.prototypes((28, 28)).params.eraser is None  # static: the 28x28 likelihood pays nothing for it
+    assert digits.prototypes((8, 8), eraser=0.0).params.eraser is None
+    with pytest.raises(ppl.errors.ConstraintError, match="occluder \\+ eraser"):
+        digits.prototypes((8, 8), occluder=0.6, eraser=0.5)
 
 
 def test_robust_pixels_samples_are_clipped_and_match_the_noise_levels():
