@@ -56,6 +56,7 @@ __all__ = [
     "grow",
     "prune",
     "neighbour",
+    "neighbours",
     "NEIGHBOUR_WEIGHTS",
 ]
 
@@ -273,6 +274,43 @@ def neighbour(space, key: jax.Array, code: jax.Array, weights=NEIGHBOUR_WEIGHTS)
     candidates = jnp.stack([swap(space, swap_key, code), grow(space, grow_key, code), prune(space, prune_key, code),
                             moved])
     return candidates[jax.random.categorical(choice_key, jnp.log(jnp.asarray(weights)))]
+
+
+def neighbours(space, code: jax.Array) -> jax.Array:
+    """Every :func:`swap`, :func:`prune` and :func:`grow` of ``code``, deterministically: ``(M, L)`` with
+    ``M = L * K + (L - 1) + 2 * L * K`` (``K`` terminals; no grows in a space without operators), in that
+    order. Grows wrap any insertable subtree, not only the shallowest, with the space's first operator. A
+    move that is impossible where it is tried (no terminal at that node, no room) gives ``code`` itself, so
+    the shape is fixed and the function jits once per space; rows repeat, and they may write one structure
+    several ways. ``ppl.infer.search(..., refine=...)`` scores the rows not scored yet.
+
+    Example::
+
+        >>> import ppl
+        >>> from ppl import dist
+        >>> @ppl.model
+        ... def draw():
+        ...     return ppl.sample("x", dist.Normal(0.0, 1.0))
+        >>> space = ppl.Space({"a": draw, "b": draw}, {"+": lambda x, y: x + y}, depth=3)
+        >>> sorted({space.describe(c) for c in neighbours(space, space.encode(("+", "a", "b")))})
+        ['a', 'a + a', 'a + a + b', 'a + b', 'a + b + a', 'a + b + b', 'b', 'b + a + b', 'b + b']
+    """
+    code = space.check_shape(code)
+    count, nodes = space.num_terminals, np.arange(space.size)
+    terminal = (code >= 1) & (code <= count)
+    kinds = np.arange(1, count + 1, dtype=np.int32)
+    node_of, kind_of = (a.ravel() for a in np.meshgrid(nodes, kinds, indexing="ij"))
+    swapped = jax.vmap(lambda node, kind: jnp.where(terminal[node], code.at[node].set(kind), code))(node_of, kind_of)
+    children = nodes[1:]  # a left child (odd node) leaves the right operand, and vice versa
+    pruned = jax.vmap(lambda node, keep: jnp.where(terminal[node], delete_at(space, code, (node - 1) // 2, keep),
+                                                   code))(children, (children % 2 == 1).astype(np.int32))
+    rows = [swapped, pruned]
+    if space.num_operators:
+        allowed = insertable(space, code)
+        node_of, side_of, kind_of = (a.ravel() for a in np.meshgrid(nodes, np.arange(2), kinds, indexing="ij"))
+        rows.append(jax.vmap(lambda node, side, kind: jnp.where(
+            allowed[node], insert_at(space, code, node, side, count + 1, kind), code))(node_of, side_of, kind_of))
+    return jnp.concatenate(rows).astype(jnp.int32)
 
 
 def _move_log_weights(space, code: jax.Array, weights) -> jax.Array:

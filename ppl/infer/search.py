@@ -41,6 +41,20 @@ seconds of search after the first step, which compiles; whichever ends first;
 a seconds budget always runs at least one step). The compiled step is cached,
 so later calls on the same space, score and shapes do not compile again.
 
+**Refinement** (``refine=k``, off by default). A step proposes one random
+neighbour per member, so a structure one swap away from the best can go
+unscored for the whole budget. After the steps, the search scores *every*
+neighbour of the ``k`` best structures (one per ``identify``) that it has not
+scored: each :func:`ppl.compose.space_moves.swap`, ``prune`` and ``grow``
+(:func:`~ppl.compose.space_moves.neighbours`), those outside the space
+(``log_prior`` ``-inf``) left out. They are scored ``population`` at a time by
+the steps' compiled scorer, so nothing compiles again; a batch's spare places go
+to the unscored neighbours of the next best structures. When the best structure
+changes, its neighbourhood is scored in turn, for at most ``REFINE_ROUNDS``
+rounds. The rounds are deterministic given the archive, and each appends to
+``history``; the anytime guarantee is the steps': a refined run's best is never
+below the best of its own steps, nor of any shorter run's steps.
+
 Example::
 
     >>> import jax, jax.numpy as jnp, ppl
@@ -83,6 +97,7 @@ from ppl.infer.progress import progress_bar
 __all__ = ["Budget", "SearchResult", "search", "score_structures", "particle_evidence", "code_hash"]
 
 Score = Callable[..., jax.Array]
+REFINE_ROUNDS = 3  # search's refinement: at most this many rounds of scoring the best structures' neighbourhoods
 
 
 class Budget(NamedTuple):
@@ -103,14 +118,15 @@ class SearchResult:
       log_evidence: ``(k,)`` their ``log p(obs | c)`` estimates.
       probabilities: ``(k,)`` their posterior probabilities, normalised over
         every structure scored (an approximation: unscored structures count as 0).
-      history: ``(steps + 1,)`` the best score so far after the initial
-        population (entry 0) and after each step; non-decreasing.
-      scored: ``(steps + 1,)`` how many distinct structures had been scored by then.
+      history: ``(steps + rounds + 1,)`` the best score so far after the initial
+        population (entry 0), after each step and after each refinement round; non-decreasing.
+      scored: ``(steps + rounds + 1,)`` how many distinct structures had been scored by then.
       steps: the number of steps run.
-      seconds: wall-clock seconds of search after the first step (which compiles).
+      seconds: wall-clock seconds of search after the first step (which compiles), refinement included.
       space: the searched space (to ``describe`` codes).
       estimates: what the score returned for each of the ``k`` structures, stacked (e.g. the Laplace
         results, with each structure's mode in ``estimates.trace``).
+      rounds: the number of refinement rounds run (``search``'s ``refine=``).
     """
 
     codes: np.ndarray
@@ -123,6 +139,7 @@ class SearchResult:
     seconds: float
     space: Any
     estimates: Any = None
+    rounds: int = 0
 
     @property
     def best(self) -> np.ndarray:
@@ -134,7 +151,8 @@ class SearchResult:
         return [self.space.describe(code) for code in self.codes]
 
     def __repr__(self) -> str:
-        lines = [f"SearchResult({self.steps} steps, {int(self.scored[-1])} structures scored, "
+        rounds = f" + {self.rounds} refinement rounds" if self.rounds else ""
+        lines = [f"SearchResult({self.steps} steps{rounds}, {int(self.scored[-1])} structures scored, "
                  f"{self.seconds:.2f} s)"]
         for text, score, probability in zip(self.describe(), self.scores, self.probabilities):
             lines.append(f"  {score:10.2f}  p={probability:.3f}  {text}")
@@ -210,6 +228,7 @@ def search(
     retries: int = 8,
     propose: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     log_prior: Callable[[jax.Array], jax.Array] | None = None,
+    refine: int = 0,
 ) -> SearchResult:
     """Search ``space`` for the structures that best explain ``obs`` (see the module docstring).
 
@@ -246,6 +265,8 @@ def search(
         outside the space). Default: ``space.log_prior``, the grammar's own. Pass another to put a prior on
         what a code *denotes* rather than on how its tree is drawn (e.g. a penalty per component, shared
         among the codes that write one structure). Define it once: a new function recompiles.
+      refine: after the steps, score every unscored swap, prune and grow of the ``refine`` best structures,
+        and again around a new best (see the module docstring); ``0``: no refinement.
 
     Returns:
       A :class:`SearchResult`.
@@ -256,8 +277,9 @@ def search(
     """
     steps, seconds = _check_budget(budget)
     _check_call(space, population, temperature, keep)
-    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
-        raise InferenceError(f"search's retries must be a non-negative int, got {retries!r}.", model=space.name)
+    for name, value in (("retries", retries), ("refine", refine)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise InferenceError(f"search's {name} must be a non-negative int, got {value!r}.", model=space.name)
     obs = as_choice_map(obs)
     if is_traced((key, obs, args)):
         raise InferenceError("search runs a host loop over compiled steps, so it cannot run inside jax.jit; "
@@ -291,8 +313,19 @@ def search(
             scored.append(len(archive))
             bar.update()
             start = time.perf_counter() if start is None else start
+    expanded, rounds = set(), 0  # the identities whose neighbourhoods were scored
+    while refine and rounds < REFINE_ROUNDS:
+        ranked = archive.ranked(identify)
+        if not ranked or not _refine(score_key, obs, dynamic_args, ranked=ranked, archive=archive, expanded=expanded,
+                                     refine=int(refine), population=population, identify=identify, scoring=scoring):
+            break
+        rounds += 1
+        history.append(archive.best_score)
+        scored.append(len(archive))
+        if archive.ranked(identify)[0][0] == ranked[0][0]:  # the best structure stayed: its neighbourhood is done
+            break
     elapsed = 0.0 if start is None else time.perf_counter() - start
-    return archive.result(keep, np.asarray(history), np.asarray(scored), done, elapsed, space)
+    return archive.result(keep, np.asarray(history), np.asarray(scored), done, elapsed, space, rounds)
 
 
 # ---------------------------------------------------------------------------
@@ -381,6 +414,51 @@ def _step(key, score_key, state, obs, dynamic_args, *, space, score, temperature
     return _compiled_select(select_key, codes, scores, proposals, proposed.scores, temperature=temperature), proposed
 
 
+def _neighbourhood(code, *, space, log_prior):
+    """``(codes, log_priors)``: every swap, prune and grow of ``code`` ``(M, L)`` and their log priors ``(M,)``."""
+    from ppl.compose import space_moves
+
+    codes = space_moves.neighbours(space, code)
+    return codes, jax.vmap(space.log_prior if log_prior is None else log_prior)(codes)
+
+
+_compiled_neighbourhood = jax.jit(_neighbourhood, static_argnames=("space", "log_prior"))
+
+
+def _refine(score_key, obs, dynamic_args, *, ranked, archive, expanded, refine, population, identify,
+            scoring) -> bool:
+    """One refinement round: score the unscored neighbours (in the space) of the ``refine`` best structures of
+    ``ranked`` (:meth:`_Archive.ranked`) not expanded before, ``population`` at a time with the steps' compiled
+    scorer; the last batch's spare places go to the neighbours of the next best structures (when none are left,
+    the round's first codes fill it again: scored twice, kept once). Returns whether anything was scored."""
+    fresh: dict = {}  # identity -> code, in the order found
+
+    def gather(code):
+        codes, log_priors = _compiled_neighbourhood(jnp.asarray(code), space=scoring["space"],
+                                                    log_prior=scoring["log_prior"])
+        for row in np.asarray(codes)[np.isfinite(np.asarray(log_priors))]:
+            identity = identify(row)
+            if identity not in archive.identities:
+                fresh.setdefault(identity, row)
+
+    for identity, code in ranked[:refine]:
+        if identity not in expanded:
+            expanded.add(identity)
+            gather(code)
+    wanted = -(-len(fresh) // population) * population  # whole batches
+    for _, code in ranked[refine: refine + population]:
+        if len(fresh) >= wanted:
+            break
+        gather(code)
+    if not fresh:
+        return False
+    codes = np.resize(np.stack(list(fresh.values())[:wanted]), (wanted, scoring["space"].size))
+    archive.remember(codes, identify)
+    for batch in codes.reshape(-1, population, codes.shape[-1]):
+        archive.add(_score_population(score_key, jnp.asarray(batch), obs, dynamic_args, **scoring))
+    return True
+
+
 def _initial_codes(key, space, population, init) -> jax.Array:
     if init is None:
         return jax.vmap(space.sample)(jax.random.split(key, population))
@@ -414,6 +492,14 @@ class _Archive:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def ranked(self, identify) -> list[tuple[Any, np.ndarray]]:
+        """``(identity, code)`` of every structure with a finite score, best first, one code per identity."""
+        entries = sorted((entry for entry in self.entries.values() if np.isfinite(entry[1])), key=lambda e: -e[1])
+        first: dict = {}
+        for code, *_ in entries:
+            first.setdefault(identify(code), code)
+        return list(first.items())
+
     def add(self, scored: _Scored) -> None:
         codes, scores, log_evidence = (np.asarray(a) for a in scored[:3])
         estimates = jax.device_get(scored.estimates)
@@ -424,7 +510,7 @@ class _Archive:
             if total > self.best_score:
                 self.best_score = float(total)
 
-    def result(self, keep, history, scored, steps, seconds, space) -> SearchResult:
+    def result(self, keep, history, scored, steps, seconds, space, rounds) -> SearchResult:
         entries = [entry for entry in self.entries.values() if not np.isnan(entry[1])]
         entries.sort(key=lambda entry: -entry[1])
         all_scores = np.array([entry[1] for entry in entries])
@@ -443,6 +529,7 @@ class _Archive:
             steps=steps,
             seconds=seconds,
             space=space,
+            rounds=rounds,
         )
 
 

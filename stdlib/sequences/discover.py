@@ -40,6 +40,7 @@ __all__ = ["DEFAULT_BUDGET", "default_components", "default_grammar", "discover"
 
 DEFAULT_BUDGET = ppl.infer.Budget(steps=6)
 POPULATION = 12
+REFINE = 1  # after the steps, every unscored swap, prune and grow of the best structure is scored (search's refine=)
 EVERY_STRUCTURE = 1_000_000  # the search returns every structure it scored: the posterior normalises over all
 
 
@@ -86,7 +87,8 @@ def _components(series: Series, periods) -> tuple[parts.Component, ...]:
 
 def discover(key: jax.Array, y, t=None, *, budget: int | ppl.infer.Budget = DEFAULT_BUDGET, periods=None,
              components=None, depth: int = 3, candidates: int | None = None, population: int = POPULATION,
-             keep: int = 8, progress: bool | None = None, name: str | None = None) -> Explanation:
+             keep: int = 8, refine: int = REFINE, progress: bool | None = None,
+             name: str | None = None) -> Explanation:
     """The composition that explains ``y`` (see the module docstring).
 
     Args:
@@ -104,6 +106,8 @@ def discover(key: jax.Array, y, t=None, *, budget: int | ppl.infer.Budget = DEFA
         (every point of a series of up to ~100 points).
       population: structures scored per step.
       keep: how many of the best structures the posterior keeps.
+      refine: after the search's steps, score every structure one swap, prune or grow away from the
+        ``refine`` best that the steps missed (``ppl.infer.search``'s ``refine=``); ``0``: none.
       progress: a progress bar (``None``: on for runs longer than 2 s, unless ``PPL_PROGRESS=0``).
       name: the series' name in reports.
 
@@ -124,7 +128,7 @@ def discover(key: jax.Array, y, t=None, *, budget: int | ppl.infer.Budget = DEFA
         candidates = int(np.clip(10_000 // series.length, 16, 100))
     grammar = default_grammar(chosen, depth, candidates)
     start_key, key = jax.random.split(key)
-    return search_series(key, grammar, series, budget=budget, population=population, keep=keep,
+    return search_series(key, grammar, series, budget=budget, population=population, keep=keep, refine=refine,
                          progress=progress, init=simplest_structures(start_key, grammar, population))
 
 
@@ -148,7 +152,7 @@ def simplest_structures(key: jax.Array, grammar: Grammar, population: int) -> np
 
 
 def search_series(key, grammar: Grammar, series: Series, *, budget, population: int, keep: int,
-                  progress: bool | None, init=None) -> Explanation:
+                  progress: bool | None, init=None, refine: int = REFINE) -> Explanation:
     """Search ``grammar`` on a prepared series and explain the result (``discover``'s core; ``extend`` reuses it).
 
     Structures are scored one after another inside the compiled step (``vectorize=False``): batching the
@@ -156,12 +160,15 @@ def search_series(key, grammar: Grammar, series: Series, *, budget, population: 
     structure already scored (``a + b`` after ``b + a``) is proposed again (``identify=grammar.identity``), and
     most proposals change one component (``grammar.neighbour``): swap it for another
     (``changepoint(random_walk, level)`` -> ``changepoint(level, level)``), add one (``a + b`` -> ``a + b + c``) or
-    remove one (``a + b + c`` -> ``a + c``), the smallest changes of meaning, which subtree moves rarely make. Scores
-    add the grammar's structure prior (:meth:`Grammar.log_prior`: a cost per component and per
-    hyperparameter), not the tree prior the space samples from."""
+    remove one (``a + b + c`` -> ``a + c``), the smallest changes of meaning, which subtree moves rarely make. One
+    random neighbour per member and step can miss the one that matters, so after the steps every unscored swap,
+    prune and grow of the ``refine`` best structures is scored (``refine=``, in batches of ``population``: the
+    same compiled scorer). Scores add the grammar's structure prior (:meth:`Grammar.log_prior`: a cost per
+    component and per hyperparameter), not the tree prior the space samples from."""
     found = ppl.infer.search(key, grammar.space, {"obs": {"value": jnp.asarray(series.values)}},
                              *map(jnp.asarray, series.arguments()), budget=budget, population=population,
                              score=grammar.score, keep=EVERY_STRUCTURE, init=init, progress=progress, vectorize=False,
-                             identify=grammar.identity, propose=grammar.neighbour, log_prior=grammar.log_prior)
+                             identify=grammar.identity, propose=grammar.neighbour, log_prior=grammar.log_prior,
+                             refine=refine)
     return Explanation(series=series, grammar=grammar, found=found,
-                       settings=dict(budget=budget, population=population, keep=keep))
+                       settings=dict(budget=budget, population=population, keep=keep, refine=refine))

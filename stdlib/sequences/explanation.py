@@ -359,7 +359,8 @@ class Explanation:
             jax.random.split(jax.random.fold_in(key, 1), population - len(codes)))]) if len(codes) < population \
             else codes
         return search_series(key, self.grammar, series, budget=budget or self.settings["budget"],
-                             population=population, keep=self.settings["keep"], progress=None, init=init)
+                             population=population, keep=self.settings["keep"], refine=self.settings["refine"],
+                             progress=None, init=init)
 
     def __repr__(self) -> str:
         lines = [f"Explanation of {self.series.name!r} ({self.series.length} points): {self.structure}"]

@@ -250,6 +250,33 @@ def test_prune_removes_one_terminal_and_lifts_its_sibling():
     assert all(abs(count / 3000 - 1 / 3) < 0.04 for count in counts.values()), counts
 
 
+def test_neighbours_hold_every_swap_prune_and_grow_and_nothing_else():
+    from ppl.compose import space_moves
+
+    codes = jnp.asarray(np.asarray(space.enumerate())[::11][:400])
+    every = np.asarray(jax.jit(jax.vmap(lambda c: space_moves.neighbours(space, c)))(codes))  # (n, M, L)
+    count = space.num_terminals
+    assert every.shape == (len(codes), space.size * count + space.size - 1 + 2 * space.size * count, space.size)
+    assert bool(jnp.all(space.is_valid(every)))
+    # every random swap, prune and grow is one of the rows
+    for index, move in enumerate((space_moves.swap, space_moves.prune, space_moves.grow)):
+        keys = jax.random.split(jax.random.key(10 + index), len(codes))
+        drawn = np.asarray(jax.jit(jax.vmap(lambda k, c, move=move: move(space, k, c)))(keys, codes))
+        assert np.all(np.any(np.all(every == drawn[:, None, :], axis=-1), axis=1)), move.__name__
+    # and every row changes one terminal, removes one or adds one with the first operator (or is the code)
+    terminals = lambda c: np.sum((c >= 1) & (c <= count), axis=-1)  # noqa: E731
+    firsts = lambda c: np.sum(c == count + 1, axis=-1)  # noqa: E731
+    original = np.asarray(codes)[:, None, :]
+    same_size = (terminals(every) == terminals(original)) & np.all((every == original) | (
+        (every >= 1) & (every <= count) & (original >= 1) & (original <= count)), axis=-1)
+    swapped = same_size & (np.sum(every != original, axis=-1) <= 1)
+    pruned = terminals(every) == terminals(original) - 1
+    grown = (terminals(every) == terminals(original) + 1) & (firsts(every) == firsts(original) + 1)
+    assert np.all(swapped | pruned | grown)
+    text = {space.describe(row) for row in np.asarray(space_moves.neighbours(space, code_of(("+", "level", "trend"))))}
+    assert {"periodic(4) + trend", "level + level", "level", "trend", "level + trend + periodic(4)"} <= text
+
+
 def test_neighbour_mixes_swaps_with_the_moves():
     from ppl.compose import space_moves
 

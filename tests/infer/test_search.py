@@ -140,6 +140,42 @@ def test_a_custom_proposal_plugs_in():
     assert len(calls) >= 1
 
 
+def stay(key, code):
+    """A proposal that never moves: the steps score nothing beyond the first population."""
+    return code
+
+
+def four_nats_a_term(code):
+    """A structure prior of ``-4`` nats per term (``-inf`` outside the space)."""
+    return jnp.where(SPACE.is_valid(code), -4.0 * jnp.sum((code > 0) & (code <= SPACE.num_terminals)), -jnp.inf)
+
+
+def test_refinement_scores_the_neighbours_the_steps_missed_without_compiling_again():
+    """The steps here cannot leave the first population (``propose=stay``), whose best is one swap or one
+    grow away from the generating ``trend + periodic``: ``refine=1`` scores the best structure's whole
+    neighbourhood, finds it, then scores the new best's neighbourhood, with the steps' compiled scorer."""
+    from ppl.compose import space_moves
+
+    y, identify = simulate(7), lambda code: tuple(terms(SPACE.describe(code)))  # noqa: E731
+    start = jnp.stack([SPACE.encode(e) for e in ("level", "trend", ("+", "trend", "level"), ("+", "level", "level"))])
+    settings = dict(budget=2, population=4, n=64, init=start, propose=stay, identify=identify,
+                    log_prior=four_nats_a_term, keep=100)
+    plain = ppl.infer.search(jax.random.key(7), SPACE, {"obs": y}, TIME, **settings)
+    assert ("periodic", "trend") not in {identify(code) for code in plain.codes}
+    before = len(traced)
+    refined = ppl.infer.search(jax.random.key(7), SPACE, {"obs": y}, TIME, refine=1, **settings)
+    assert len(traced) == before  # the refinement's batches reuse the steps' compilation
+    assert terms(refined.describe()[0]) == ["periodic", "trend"], refined
+    assert refined.rounds >= 1 and refined.history.shape == refined.scored.shape == (2 + refined.rounds + 1,)
+    assert np.all(np.diff(refined.history) >= 0) and refined.history[-1] == refined.scores[0] > plain.scores[0]
+    np.testing.assert_array_equal(refined.history[:3], plain.history)
+    # the first population's best structure has every neighbour in the space scored, each structure once
+    best = jnp.asarray(plain.codes[0])
+    assert {identify(code) for code in np.asarray(space_moves.neighbours(SPACE, best))} <= {
+        identify(code) for code in refined.codes}
+    assert len({identify(code) for code in refined.codes}) == len(refined.codes)
+
+
 def test_a_custom_structure_prior_plugs_in():
     """``log_prior=`` replaces the space's prior in every score: here no code with a ``periodic`` term is
     allowed, and the others weigh ``-terms`` nats."""
