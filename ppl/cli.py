@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-digits", dest="digits", action="store_false",
                       help="skip the digit recognition part (about a minute on a 2-core CPU)")
     demo.add_argument("--shots", type=int, default=5, help="training examples per digit class (default 5)")
-    demo.add_argument("--images", type=int, default=200, help="test images to classify (default 200)")
+    demo.add_argument("--images", type=int, default=120, help="test images to classify (default 120)")
     demo.set_defaults(handler=_demo)
     explain = commands.add_parser(
         "explain-series", help="find the composition of components that explains a series in a CSV file")

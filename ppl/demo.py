@@ -147,7 +147,8 @@ def run_series(seed: int = 0, budget: int = 4) -> dict | None:
     data = sm.datasets.nile.load_pandas().data
     start = time.perf_counter()
     explanation = sequences.discover(jax.random.key(seed), data["volume"].to_numpy(), data["year"].to_numpy(),
-                                     budget=budget, name="Nile", progress=False)
+                                     budget=budget, name="Nile", progress=False,
+                                     refine=0)  # the refinement pass finds the same Nile answer; 15-20 s saved
     changepoints = explanation.changepoints
     seconds = time.perf_counter() - start
     print("ppl demo: explain the Nile's annual flow, 1871-1970, by structure discovery")
