@@ -157,3 +157,20 @@ def test_parse_recovers_count_and_kinds_of_generated_scenes():
     # anytime: a smaller budget evaluates a prefix of the same candidates, so its best is never higher
     short = shapes.parse(jax.random.key(0), data.images[0], max_shapes=3, budget=3)
     assert short.log_evidence <= evidences[0] + 1e-6
+
+
+def test_the_backdrop_is_painted_behind_the_shapes():
+    """A red square on a blue backdrop: the square's pixels are red and the corners blue (the backdrop part is
+    painted first; put after the shapes, it would cover them)."""
+    model = shapes.scene_model(max_shapes=1, size=(16, 16))
+    rectangle = list(shapes.PRIMITIVES).index("rectangle")
+    constraints = {"shapes/count": 1, "shapes/parts/index": jnp.array([rectangle]),
+                   "shapes/parts/rectangle/centre": jnp.array([[0.5, 0.5]]),
+                   "shapes/parts/rectangle/size": jnp.array([[0.5, 0.5]]),
+                   "shapes/parts/rectangle/angle": jnp.array([0.0]),
+                   "shapes/parts/rectangle/colour": jnp.array([[1.0, 0.0, 0.0]]),
+                   "backdrop/colour": jnp.array([0.0, 0.0, 1.0])}
+    canvas = np.asarray(model.generate(jax.random.key(0), constraints).trace.retval)
+    np.testing.assert_allclose(canvas[8, 8], [1.0, 0.0, 0.0], atol=0.02)
+    for corner in (canvas[0, 0], canvas[0, -1], canvas[-1, 0], canvas[-1, -1]):
+        np.testing.assert_allclose(corner, [0.0, 0.0, 1.0], atol=0.02)
