@@ -250,6 +250,7 @@ def test_prune_removes_one_terminal_and_lifts_its_sibling():
     assert all(abs(count / 3000 - 1 / 3) < 0.04 for count in counts.values()), counts
 
 
+@pytest.mark.slow  # compile-bound (~20 s); keeps the default run under 10 min on 2 cores
 def test_neighbours_hold_every_swap_prune_and_grow_and_nothing_else():
     from ppl.compose import space_moves
 

@@ -150,6 +150,7 @@ def four_nats_a_term(code):
     return jnp.where(SPACE.is_valid(code), -4.0 * jnp.sum((code > 0) & (code <= SPACE.num_terminals)), -jnp.inf)
 
 
+@pytest.mark.slow  # compile-bound (~20 s); keeps the default run under 10 min on 2 cores
 def test_refinement_scores_the_neighbours_the_steps_missed_without_compiling_again():
     """The steps here cannot leave the first population (``propose=stay``), whose best is one swap or one
     grow away from the generating ``trend + periodic``: ``refine=1`` scores the best structure's whole
