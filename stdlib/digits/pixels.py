@@ -227,7 +227,7 @@ class RobustPixels(dist.Distribution):
             inside = (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
             # 0: no block, 1: an ink blot, 2: an erasure (the rendering blanked out under the block)
             eraser = 0.0 if self.eraser is None else self.eraser
-            probs = jnp.stack([1.0 - self.occluder - eraser, jnp.asarray(self.occluder) + 0.0, jnp.asarray(eraser) + 0.0])
+            probs = jnp.stack([1.0 - self.occluder - eraser, self.occluder, eraser]).astype(jnp.result_type(float))
             occlusion = jax.random.choice(k_block, 3, images, p=probs)
         erased = inside & (occlusion == 2)[..., None, None]
         level = jax.random.categorical(k_level, jnp.log(self.noise_probs), shape=images)
