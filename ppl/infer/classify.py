@@ -28,8 +28,13 @@ compiled program.
 
 **Randomness.** Observation ``b`` and hypothesis ``k`` use the key
 ``fold_in(fold_in(key, b), k)``, so an observation's answer does not depend on
-the batch it came in, nor on ``chunk_size`` (up to floating-point rounding of
-differently-sized vectorised arithmetic).
+the batch it came in, nor on ``chunk_size`` or ``devices`` (up to
+floating-point rounding of differently-sized vectorised arithmetic).
+
+**Devices and processes.** ``devices="all"`` splits the batch over
+``jax.devices()``; under ``jax.distributed`` those are every process's devices,
+each process computes its share and every process gets the whole result (see
+``docs/distributed.md``).
 
 Example::
 
@@ -63,7 +68,7 @@ from ppl.errors import InferenceError, ModelDefinitionError, ShapeError
 from ppl.infer.arguments import check_finite_observations, is_traced, join_args, split_args
 from ppl.infer.evidence import as_evidence, log_sum_exp
 from ppl.infer.importance import importance
-from ppl.infer.scale import scan_blocks
+from ppl.infer.scale import device_count, gather, particle_mesh, scan_blocks, shard_particles
 from ppl.model import GenerativeFunction
 
 __all__ = ["Classification", "classify"]
@@ -162,6 +167,7 @@ def classify(
     estimator: Estimator | None = None,
     chunk_size: int | None = None,
     batched: bool | None = None,
+    devices=None,
 ) -> Classification:
     """Posterior probabilities of named hypotheses given observations (see the module docstring).
 
@@ -181,13 +187,18 @@ def classify(
         ``n`` prior particles.
       chunk_size: observations per vectorised chunk (``None``: all at once).
       batched: force the batch detection (``True``: leading axis is the batch).
+      devices: ``None`` (the default device), ``"all"`` (``jax.devices()``: under
+        ``jax.distributed``, every process's) or a sequence of devices: the batch of
+        observations is split over them (padded to a multiple of their number);
+        every process gets the whole result. Needs a batch.
 
     Returns:
       A :class:`Classification`.
 
     Raises:
-      InferenceError: fewer than two hypotheses, a bad prior, a NaN evidence, or
-        an observation that every hypothesis gives zero probability.
+      InferenceError: fewer than two hypotheses, a bad prior, a NaN evidence,
+        an observation that every hypothesis gives zero probability, bad ``devices``
+        or ``devices`` with a single observation.
       ShapeError: observations whose shapes fit neither one observation nor a batch.
     """
     names, hypotheses = _check_models(models)
@@ -197,6 +208,12 @@ def classify(
         raise InferenceError("classify was given no observations. Pass {address: value} of the observed data.")
     batch = _batch_size(obs, hypotheses, args, batched)
     chunk_size = _check_chunk_size(chunk_size, batch)
+    mesh = particle_mesh(devices)
+    if mesh is not None and batch is None:
+        raise InferenceError(
+            "classify's devices= splits a batch of observations over the devices, but obs holds one "
+            "observation. Stack several observations on a leading axis, or leave devices=None."
+        )
     estimator = _default_estimator(n) if estimator is None else estimator
     traced = is_traced((key, obs, args, [h[1] for h in hypotheses]))
     if not traced:
@@ -204,11 +221,11 @@ def classify(
     plan = _plan(hypotheses, args)
     if traced:
         log_evidence, standard_error = _program(key, obs, plan.dynamic, structure=plan.structure,
-                                                estimator=estimator, batch=batch, chunk_size=chunk_size)
+                                                estimator=estimator, batch=batch, chunk_size=chunk_size, mesh=mesh)
     else:
-        log_evidence, standard_error = _compiled_program(
+        log_evidence, standard_error = gather(_compiled_program(
             key, obs, plan.dynamic, structure=plan.structure, estimator=estimator, batch=batch,
-            chunk_size=chunk_size)
+            chunk_size=chunk_size, mesh=mesh), mesh)
     result = _posterior(names, log_evidence, standard_error, log_prior)
     if not traced:
         _check_result(result, key, obs, hypotheses, args, batch)
@@ -264,40 +281,49 @@ def _call(estimator, key, model, obs, args):
     return as_evidence(estimator(key, model, obs, *args), "classify's estimator")
 
 
-def _program(key, obs, dynamic, *, structure, estimator, batch, chunk_size):
+def _program(key, obs, dynamic, *, structure, estimator, batch, chunk_size, mesh=None):
     one = functools.partial(_evidence_one, dynamic=dynamic, structure=structure, estimator=estimator)
     if batch is None:
         return one(jax.random.fold_in(key, 0), obs)
     keys = jax.vmap(lambda b: jax.random.fold_in(key, b))(jnp.arange(batch))
-    return chunked_vmap(one, (keys, obs), batch, chunk_size)
+    return chunked_vmap(one, (keys, obs), batch, chunk_size, mesh)
 
 
-_compiled_program = jax.jit(_program, static_argnames=("structure", "estimator", "batch", "chunk_size"))
+_compiled_program = jax.jit(_program, static_argnames=("structure", "estimator", "batch", "chunk_size", "mesh"))
 
 
-def chunked_vmap(fn: Callable, inputs, size: int, chunk_size: int | None):
+def chunked_vmap(fn: Callable, inputs, size: int, chunk_size: int | None, mesh=None):
     """``jax.vmap(fn)(*inputs)`` over a leading axis of ``size``, ``chunk_size`` at a time.
 
     Inside one program: the inputs are padded (with copies of the first row) to
     a multiple of ``chunk_size`` and :func:`ppl.infer.scale.scan_blocks` runs
     ``vmap(fn)`` on each chunk in a ``lax.map``; the padding is dropped.
-    ``chunk_size=None`` (or ``>= size``) is a plain ``vmap``.
+    ``chunk_size=None`` (or ``>= size``) is a plain ``vmap``. With a ``mesh``
+    (:func:`ppl.infer.scale.particle_mesh`) each chunk, rounded up to a multiple
+    of the mesh's devices, is split over them.
     """
-    if chunk_size is None or chunk_size >= size:
-        return jax.vmap(fn)(*inputs)
-    padding = -(-size // chunk_size) * chunk_size - size
+    devices = device_count(mesh)
+    chunk = size if chunk_size is None or chunk_size >= size else chunk_size
+    chunk = -(-chunk // devices) * devices
+    padded_size = -(-size // chunk) * chunk
+    padding = padded_size - size
 
     def pad(leaf):
         leaf = jnp.asarray(leaf)
         return jnp.concatenate([leaf, jnp.broadcast_to(leaf[:1], (padding, *leaf.shape[1:]))]) if padding else leaf
 
-    padded = jax.tree_util.tree_map(pad, inputs)
+    def run(part):
+        return jax.vmap(fn)(*shard_particles(part, mesh))
+
+    padded = jax.tree_util.tree_map(pad, inputs) if padding else inputs
+    if chunk == padded_size:
+        return jax.tree_util.tree_map(lambda leaf: leaf[:size], run(padded)) if padding else run(padded)
 
     def block(start):
-        chunk = jax.tree_util.tree_map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, start, chunk_size), padded)
-        return jax.vmap(fn)(*chunk), None
+        part = jax.tree_util.tree_map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, start, chunk), padded)
+        return run(part), None
 
-    return scan_blocks(block, size, chunk_size)[0]
+    return scan_blocks(block, size, chunk)[0]
 
 
 def _default_estimator(n: int) -> Estimator:

@@ -107,6 +107,7 @@ from ppl.infer.arguments import check_log_evidence, is_traced, join_args, split_
 from ppl.infer.scale import (
     check_block_size,
     check_divisible,
+    gather,
     in_cache_blocks,
     map_blocks,
     particle_mesh,
@@ -306,9 +307,10 @@ def importance(
         that of ``chunk_size`` particles. The result equals the unchunked one for
         the same key (particle ``p`` always uses ``particle_keys(key, 0, n)[p]``),
         bit for bit or to float rounding (see the module docstring).
-      devices: ``None`` (the default device), ``"all"`` (``jax.local_devices()``)
-        or a sequence of devices: the particle axis is sharded over them
-        (``n``, and ``chunk_size`` if given, must be multiples of their number).
+      devices: ``None`` (the default device), ``"all"`` (``jax.devices()``: under
+        ``jax.distributed``, every process's) or a sequence of devices: the particle
+        axis is sharded over them (``n``, and ``chunk_size`` if given, must be
+        multiples of their number). Across processes every process gets the whole result.
       keep: ``"all"`` keeps every particle's trace; ``"weights"`` keeps only the
         log weights and the summaries (``traces`` is ``None``): memory ``4 n``
         bytes. Particles can be recomputed later with :func:`regenerate_particles`.
@@ -357,6 +359,7 @@ def importance(
         description = f"importance ({model.name})"
         per_particle, observed = map_blocks(block, n, chunk_size, progress=progress, description=description)
         result = _compiled_summary(per_particle, observed, (), keep)
+    result = gather(result, mesh)
     if result.traces is not None:
         result = result._replace(traces=result.traces._replace(args=tuple(args)))
     _check_result(result, key, model, obs, args)

@@ -27,6 +27,15 @@ constrains the leading axis of arrays, inside a jitted program, to be split
 over it; XLA then partitions the whole vmapped computation and inserts the
 reductions. Nothing else is needed: results stay ordinary (sharded) arrays.
 
+**More than one process.** Under JAX's multi-process runtime
+(``jax.distributed.initialize``, one process per host or per accelerator),
+``devices="all"`` means ``jax.devices()``: every device of every process. Each
+process runs the same program on its own share of the particle axis and XLA's
+collectives combine the reductions; :func:`gather` then copies the sharded
+per-unit results to every process, so each one ends with the whole, ordinary
+result (the same as one process computes: the units' randomness depends only
+on the key and their index). See ``docs/distributed.md``.
+
 Example::
 
     >>> import jax, jax.numpy as jnp
@@ -55,6 +64,7 @@ __all__ = [
     "particle_mesh",
     "particle_sharding",
     "shard_particles",
+    "gather",
     "device_count",
     "check_divisible",
     "check_block_size",
@@ -74,7 +84,8 @@ def particle_mesh(devices: None | str | Sequence[jax.Device] = None) -> Mesh | N
 
     Args:
       devices: ``None`` (no sharding: the default device), ``"all"``
-        (``jax.local_devices()``), or a sequence of ``jax.Device``.
+        (``jax.devices()``: the local devices, or under ``jax.distributed`` every
+        process's devices), or a sequence of ``jax.Device``.
 
     Raises:
       InferenceError: an empty sequence, something that is not a device, or another string.
@@ -85,9 +96,9 @@ def particle_mesh(devices: None | str | Sequence[jax.Device] = None) -> Mesh | N
         if devices != "all":
             raise InferenceError(
                 f"devices must be None, 'all' or a sequence of jax devices, got {devices!r}. "
-                "Pass devices='all' to shard over jax.local_devices()."
+                "Pass devices='all' to shard over jax.devices()."
             )
-        devices = jax.local_devices()
+        devices = jax.devices()
     devices = list(devices)
     if not devices or not all(isinstance(device, jax.Device) for device in devices):
         raise InferenceError(
@@ -116,6 +127,31 @@ def shard_particles(tree: Any, mesh: Mesh | None) -> Any:
     if mesh is None:
         return tree
     return jax.lax.with_sharding_constraint(tree, particle_sharding(mesh))
+
+
+def gather(tree: Any, mesh: Mesh | None) -> Any:
+    """Outside ``jit``: every leaf of a result computed over ``mesh`` as an array this process can read.
+
+    With one process this is the identity (sharded arrays are readable as they
+    are). Under ``jax.distributed`` a result sharded over several processes'
+    devices is not: each process holds its share only. Every such leaf is then
+    copied whole to every process (``multihost_utils.process_allgather``; PRNG
+    key leaves through their key data). It is a collective: every process must
+    call it, in the same order, as every process runs the same program.
+    """
+    if mesh is None or jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    def whole(leaf):
+        if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+            return leaf
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = multihost_utils.process_allgather(jax.random.key_data(leaf), tiled=True)
+            return jax.random.wrap_key_data(jnp.asarray(data), impl=jax.random.key_impl(leaf))
+        return jnp.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+
+    return jax.tree_util.tree_map(whole, tree)
 
 
 def check_divisible(count: int, mesh: Mesh | None, what: str, model_name: str | None = None) -> None:

@@ -117,6 +117,8 @@ def test_chunking_and_batch_position_do_not_change_answers(simulated, stacked_re
     _, y = simulated
     chunked = ppl.infer.classify(KEY, STACKED, {"y": y}, n=4000, chunk_size=64)  # ragged: 200 = 3*64 + 8
     np.testing.assert_allclose(chunked.log_evidence, stacked_result.log_evidence, atol=1e-5)
+    on_the_device = ppl.infer.classify(KEY, STACKED, {"y": y}, n=4000, chunk_size=64, devices="all")
+    np.testing.assert_array_equal(on_the_device.log_evidence, chunked.log_evidence)  # one device: the same program
     single = ppl.infer.classify(KEY, STACKED, {"y": y[0]}, n=4000)
     assert single.probabilities.shape == (3,)
     np.testing.assert_allclose(single.log_evidence, stacked_result.log_evidence[0], atol=1e-5)
@@ -185,3 +187,7 @@ def test_bad_input():
         ppl.infer.classify(KEY, STACKED, {"y": jnp.zeros((2, POINTS + 1))})
     with pytest.raises(ppl.errors.ModelDefinitionError, match="generative function"):
         ppl.infer.classify(KEY, {"a": location, "b": lambda: None}, {"y": jnp.zeros(POINTS)})
+    with pytest.raises(ppl.errors.InferenceError, match="splits a batch of observations"):
+        ppl.infer.classify(KEY, STACKED, {"y": jnp.zeros(POINTS)}, devices="all")
+    with pytest.raises(ppl.errors.InferenceError, match="devices must be None, 'all'"):
+        ppl.infer.classify(KEY, STACKED, {"y": jnp.zeros((2, POINTS))}, devices="gpu")
