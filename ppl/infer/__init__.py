@@ -10,12 +10,14 @@
 ``resample``           systematic, stratified, multinomial, residual resamplers
 ``classify``           posterior over named hypotheses from their evidence
 ``search``             search over a space of compositions (stochastic beam)
+``diagnostics``        ``summary`` tables of any result; ``to_arviz`` (ArviZ, optional)
 =====================  ==========================================================
 """
 
 from ppl.infer import classify as _classify, evidence, importance as _importance, laplace as _laplace, map as _map, mcmc, resample
-from ppl.infer import numpyro_interop as _numpyro_interop, search as _search, smc as _smc
+from ppl.infer import diagnostics as _diagnostics, numpyro_interop as _numpyro_interop, search as _search, smc as _smc
 from ppl.infer.classify import *  # noqa: F401,F403
+from ppl.infer.diagnostics import *  # noqa: F401,F403
 from ppl.infer.evidence import *  # noqa: F401,F403
 from ppl.infer.importance import *  # noqa: F401,F403
 from ppl.infer.laplace import *  # noqa: F401,F403
@@ -28,6 +30,7 @@ from ppl.infer.smc import *  # noqa: F401,F403
 
 __all__ = (
     _classify.__all__
+    + _diagnostics.__all__
     + evidence.__all__
     + _importance.__all__
     + _laplace.__all__

@@ -42,6 +42,8 @@ def main(port: int, process_id: int, process_count: int, out: str) -> None:
     response = design @ jnp.array([0.3, -0.8]) + 0.5 * jax.random.normal(jax.random.key(7), (20,))
     result = ppl.infer.importance(jax.random.key(11), regression, {"y": response}, design, n=PARTICLES,
                                   devices="all")
+    in_blocks = ppl.infer.importance(jax.random.key(11), regression, {"y": response}, design, n=PARTICLES,
+                                   devices="all", chunk_size=1024, keep="weights")
     # inside jit the result stays sharded, each process holding its share, until gathered
     jitted = jax.jit(lambda key: ppl.infer.importance(key, regression, {"y": response}, design, n=PARTICLES,
                                                       devices="all").log_weights)(jax.random.key(11))
@@ -57,7 +59,8 @@ def main(port: int, process_id: int, process_count: int, out: str) -> None:
              log_evidence=result.log_evidence, effective_sample_size=result.effective_sample_size,
              probabilities=classified.probabilities, class_log_evidence=classified.log_evidence,
              chunked_probabilities=chunked.probabilities, process_count=jax.process_count(),
-             jitted_log_weights=jitted, shared_out=shared_out)
+             jitted_log_weights=jitted, chunked_log_weights=in_blocks.log_weights,
+             chunked_log_evidence=in_blocks.log_evidence, shared_out=shared_out)
 
 
 if __name__ == "__main__":

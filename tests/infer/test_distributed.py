@@ -62,6 +62,8 @@ def test_two_processes_each_get_the_one_process_importance_result(runs):
     for got in (first, second):
         assert bool(got["shared_out"])  # under jit: split over both processes' devices, each holding its share
         np.testing.assert_array_equal(got["jitted_log_weights"], alone["log_weights"])
+        np.testing.assert_array_equal(got["chunked_log_weights"], alone["log_weights"])  # blocks of 1024, split
+        np.testing.assert_allclose(got["chunked_log_evidence"], alone["log_evidence"], rtol=1e-6)
         # every particle's draws and log weight bit for bit (its randomness depends on the key and its index)
         np.testing.assert_array_equal(got["w"], alone["w"])
         np.testing.assert_array_equal(got["log_weights"], alone["log_weights"])
