@@ -16,7 +16,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-SEPARATE = {"inference.md"}  # run by test_docs_inference.py
+SEPARATE = {"inference.md",  # run by test_docs_inference.py
+            "extending.md"}  # its blocks are excerpts of examples/extending_*.py, run by test_extending.py
 LONG = {"composition.md"}  # run in the slow pass
 
 

@@ -41,3 +41,8 @@ from stdlib.sequences.discover import default_components, discover  # noqa: F401
 from stdlib.sequences.explanation import Explanation, ForecastTable  # noqa: F401
 from stdlib.sequences.grammar import Grammar, changepoint_candidates  # noqa: F401
 from stdlib.sequences.switching import regimes  # noqa: F401
+
+__all__ = components.__all__ + [
+    "Series", "prepare", "default_components", "discover", "Explanation", "ForecastTable", "Grammar",
+    "changepoint_candidates", "regimes", "components", "data", "grammar", "simple", "statespace", "switching",
+]
