@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ppl.errors import UnknownAddressError, did_you_mean
+from ppl.errors import InvalidAddressError, ModelDefinitionError, ShapeError, UnknownAddressError, did_you_mean
 
 __all__ = ["ChoiceMap", "as_choice_map", "split_address", "join_address"]
 
@@ -37,13 +37,13 @@ def split_address(address: Any) -> tuple[str, ...]:
     if isinstance(address, (int, np.integer)) and not isinstance(address, bool):
         address = str(address)
     if not isinstance(address, str):
-        raise TypeError(
+        raise ModelDefinitionError(
             f"An address must be a string such as 'x' or 'a/x', got {type(address).__name__} "
             f"{address!r}."
         )
     parts = tuple(address.split(SEPARATOR))
     if any(part == "" for part in parts):
-        raise ValueError(
+        raise InvalidAddressError(
             f"Address {address!r} has an empty component; write it as slash-joined names "
             "such as 'a/x' (no leading, trailing or double slashes)."
         )
@@ -54,10 +54,17 @@ def join_address(*parts: str) -> str:
     return SEPARATOR.join(p for p in parts if p)
 
 
-def _as_leaf(value: Any) -> Any:
+def _as_leaf(value: Any, address: str) -> Any:
     """Store lists/tuples of numbers as numpy arrays so they are one pytree leaf."""
     if isinstance(value, (list, tuple)):
-        return np.asarray(value)
+        try:
+            return np.asarray(value)
+        except ValueError:
+            raise ShapeError(
+                f"the value is a ragged list (its rows differ in length): {_clip(value)}. "
+                "Pass a rectangular array, e.g. np.asarray(rows) with equal rows.",
+                address=address,
+            ) from None
     return value
 
 
@@ -92,7 +99,7 @@ class ChoiceMap:
             for address, value in mapping.items():
                 _insert(entries, split_address(address), value, str(address))
         else:
-            raise TypeError(
+            raise ModelDefinitionError(
                 f"A choice map is built from a dict such as {{'x': 1.0}} or {{'a/x': 1.0}}, "
                 f"got {type(mapping).__name__}."
             )
@@ -235,7 +242,7 @@ def _insert(entries: dict[str, Any], parts: tuple[str, ...], value: Any, full: s
         elif isinstance(child, ChoiceMap):
             child = dict(child._entries)
         else:
-            raise ValueError(f"Address '{full}' goes below '{head}', which already holds a value.")
+            raise InvalidAddressError(f"Address '{full}' goes below '{head}', which already holds a value.")
         _insert(child, rest, value, full)
         entries[head] = ChoiceMap.from_entries(child)
         return
@@ -247,8 +254,8 @@ def _insert(entries: dict[str, Any], parts: tuple[str, ...], value: Any, full: s
                 entries[head] = existing.merge(value)
                 return
             full = join_address(full, sorted(overlap)[0])
-        raise ValueError(f"Address '{full}' is given twice in this choice map.")
-    entries[head] = value if isinstance(value, ChoiceMap) else _as_leaf(value)
+        raise InvalidAddressError(f"Address '{full}' is given twice in this choice map.")
+    entries[head] = value if isinstance(value, ChoiceMap) else _as_leaf(value, full)
 
 
 def _describe(value: Any) -> str:
@@ -256,6 +263,11 @@ def _describe(value: Any) -> str:
     if shape is None or shape == ():
         return repr(value)
     return f"<{getattr(value, 'dtype', '')}{list(shape)}>"
+
+
+def _clip(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _short_list(addresses, limit: int = 8) -> str:

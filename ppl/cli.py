@@ -9,17 +9,36 @@ import sys
 def _demo(args: argparse.Namespace) -> int:
     from ppl import demo
 
-    demo.run(seed=args.seed, particles=args.particles)
-    if args.series:
-        print()
-        demo.run_series(seed=args.seed)
-    if args.scenes:
-        print()
-        demo.run_scenes(seed=args.seed)
-    if args.digits:
-        print()
-        demo.run_digits(seed=args.seed, shots=args.shots, test_images=args.images)
+    if not _use_device(args.device):
+        return 2
+    demo.run_all(seed=args.seed, particles=args.particles, quick=args.quick, series=args.series,
+                 scenes=args.scenes, digits=args.digits, shots=args.shots, images=args.images,
+                 figures=args.figures or None)
     return 0
+
+
+def _use_device(device: str | None) -> bool:
+    """Make ``device`` ("cpu" or "gpu") JAX's default before anything runs; ``None`` keeps JAX's choice (a GPU
+    when one is present). Says what to do and returns False when no GPU is found."""
+    import jax
+
+    if device is None:
+        return True
+    if device == "cpu":
+        jax.config.update("jax_platforms", "cpu")
+        return True
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if not gpus:
+        print("error: --device gpu, but JAX finds no GPU here (it sees: "
+              f"{', '.join(sorted({d.platform for d in jax.devices()}))}). Install JAX with CUDA "
+              '(pip install -U "jax[cuda12]") on a machine with an NVIDIA GPU, or leave --device out.',
+              file=sys.stderr)
+        return False
+    jax.config.update("jax_default_device", gpus[0])
+    return True
 
 
 def read_series(path: str, column: str, time_column: str | None = None):
@@ -40,6 +59,8 @@ def read_series(path: str, column: str, time_column: str | None = None):
             rows = list(csv.DictReader(handle))
     except OSError as error:
         raise DataError(f"cannot read {path!r}: {error.strerror}.") from error
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(f"{path!r} is not a CSV text file ({error}); give a CSV file with a header row.") from error
     columns = list(rows[0].keys()) if rows else []
     for name in (column, time_column):
         if name is not None and name not in columns:
@@ -182,6 +203,25 @@ def _version(args: argparse.Namespace) -> int:
     return 0
 
 
+def _integer(low: int, high: int | None = None):
+    """An argparse type: an int in ``[low, high]``; anything else is a usage error (exit 2) saying what is allowed."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            allowed = f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+        return value
+
+    return parse
+
+
+SEED = _integer(-(2**63), 2**63 - 1)  # what jax.random.key takes
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppl",
@@ -190,18 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo", help="run a small end-to-end inference, explain a real series, parse images of shapes, recognise "
-                "real handwritten digits"
+                "real handwritten digits and read whole numbers; write the figures (--quick: under 30 s)"
     )
-    demo.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
-    demo.add_argument("--particles", type=int, default=100_000, help="number of particles")
+    demo.add_argument("--seed", type=SEED, default=0, help="PRNG seed (default 0)")
+    demo.add_argument("--particles", type=_integer(1), default=100_000,
+                      help="particles of the first part (default 100,000)")
     demo.add_argument("--no-series", dest="series", action="store_false",
                       help="skip the time-series part (one to two minutes on a 2-core CPU)")
     demo.add_argument("--no-scenes", dest="scenes", action="store_false",
                       help="skip the inverse-graphics part (about half a minute on a 2-core CPU)")
     demo.add_argument("--no-digits", dest="digits", action="store_false",
-                      help="skip the digit recognition part (about a minute on a 2-core CPU)")
-    demo.add_argument("--shots", type=int, default=5, help="training examples per digit class (default 5)")
-    demo.add_argument("--images", type=int, default=120, help="test images to classify (default 120)")
+                      help="skip the digit recognition and number reading part (about a minute on a 2-core CPU)")
+    demo.add_argument("--shots", type=_integer(1), default=5, help="training examples per digit class (default 5)")
+    demo.add_argument("--images", type=_integer(1), default=128, help="test images to classify (default 128)")
+    demo.add_argument("--quick", action="store_true",
+                      help="a short run (under 30 s on a 2-core CPU): the sensor, zero-shot digits and numbers")
+    demo.add_argument("--device", choices=["cpu", "gpu"], default=None,
+                      help="run on this device (default: JAX's choice, a GPU when one is present)")
+    demo.add_argument("--figures", default="ppl-demo", metavar="FOLDER",
+                      help="write the figures here (default ./ppl-demo; '' for none; needs matplotlib)")
     demo.set_defaults(handler=_demo)
     explain = commands.add_parser(
         "explain-series", help="find the composition of components that explains a series in a CSV file")
@@ -209,11 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--column", required=True, help="the column holding the series")
     explain.add_argument("--time-column", dest="time_column", default=None,
                          help="a column of times (numbers, possibly irregular) or dates (a regular frequency)")
-    explain.add_argument("--horizon", type=int, default=24, help="forecast steps (default 24; 0: none)")
+    explain.add_argument("--horizon", type=_integer(0), default=24, help="forecast steps (default 24; 0: none)")
     explain.add_argument("--period", type=float, action="append",
                          help="a cycle length in time units to consider (repeatable; default: the season of dates)")
     explain.add_argument("--budget", type=int, default=6, help="search steps (default 6)")
-    explain.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    explain.add_argument("--seed", type=SEED, default=0, help="PRNG seed (default 0)")
     explain.add_argument("--plot", default=None, help="save a figure to this path (needs matplotlib)")
     explain.set_defaults(handler=_explain_series)
     scene = commands.add_parser(
@@ -223,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the most shapes to look for (default 4)")
     scene.add_argument("--budget", type=int, default=None,
                        help="the most candidate scenes to evaluate (default: all the search asks for)")
-    scene.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    scene.add_argument("--seed", type=SEED, default=0, help="PRNG seed (default 0)")
     scene.add_argument("--plot", default=None,
                        help="save a figure (image, reconstruction, residual, outlines) to this path")
     scene.set_defaults(handler=_parse_scene)

@@ -54,8 +54,10 @@ from ppl.choices import ChoiceMap, join_address, split_address
 from ppl.errors import (
     CompositionError,
     DuplicateAddressError,
+    DtypeError,
     MissingChoiceError,
     ModelDefinitionError,
+    NonFiniteError,
     PPLError,
     ShapeError,
 )
@@ -245,7 +247,21 @@ class Context:
     def factor(self, log_weight: Any) -> None:
         """Add ``log_weight`` (summed) to the density; see ``ppl.factor``."""
         scope = Site(self.prefix, None, self.active, self.batch_shape)
-        self._add(self.interpreter.factor(jnp.sum(jnp.asarray(log_weight)), scope), None)
+        kind = np.dtype(getattr(log_weight, "dtype", None) or np.asarray(log_weight).dtype).kind
+        if kind not in "iuf":
+            raise DtypeError(
+                f"ppl.factor takes a real log weight (a number or an array of numbers), got "
+                f"{type(log_weight).__name__} {log_weight!r:.60}. Pass e.g. jnp.log(p) or a log density.",
+                model=self.owner,
+            )
+        total = jnp.sum(jnp.asarray(log_weight, dtype=jnp.result_type(float)))
+        if validation.is_concrete(total) and not validation.nan_allowed() and bool(np.isnan(np.asarray(total))):
+            raise NonFiniteError(
+                "ppl.factor got a NaN log weight. A factor is a log density: -inf rules a value out, NaN means "
+                "nothing. Check the expression passed to ppl.factor.",
+                model=self.owner,
+            )
+        self._add(self.interpreter.factor(total, scope), None)
 
     def scan(self, step: Callable, carry: Any, xs: Any, length: int, *, what: str = "this scan", axis: str = "time"):
         """``lax.scan`` whose steps make choices: ``step(context_t, carry, x_t) -> (carry, y_t)``.

@@ -1,4 +1,4 @@
-"""The ``ppl demo`` job: a small end-to-end inference, then digit recognition on real data.
+"""The ``ppl demo`` job: a small end-to-end inference, then the standard library's showcases on real data.
 
 1. :func:`run`: a sensor reads a quantity ``mean`` twenty times with Gaussian
    noise. We write the generative model, constrain the readings, and infer
@@ -11,11 +11,16 @@
    shapes, which kinds, where, which in front (``stdlib.shapes``).
 4. :func:`run_digits`: scikit-learn's handwritten digits (8x8), recognised by
    analysis by synthesis: stroke models of the ten classes fitted to a few
-   examples each, every test image explained by all ten (``stdlib.digits``).
+   examples each, every test image explained by all ten; then whole numbers
+   read by the same models glued side by side (``stdlib.digits``).
+
+:func:`run_all` runs them in turn (``--quick``: the sensor and zero-shot digits
+and numbers only, under 30 s), writes the figures to a folder and prints a summary.
 """
 
 from __future__ import annotations
 
+import pathlib
 import time
 
 import jax
@@ -89,10 +94,11 @@ def run(seed: int = 0, particles: int = 100_000) -> dict[str, float]:
     }
 
 
-def run_digits(seed: int = 0, shots: int = 5, test_images: int = 200) -> dict[str, float] | None:
-    """The digit part of the demo (``stdlib.digits.digits_demo``); needs scikit-learn.
+def run_digits(seed: int = 0, shots: int = 5, test_images: int = 128, numbers: int = 4,
+               figures: str | pathlib.Path | None = None) -> dict | None:
+    """The digit part of the demo (``stdlib.digits.digits_demo``): classify digits, then read whole numbers.
 
-    Returns its summary, or ``None`` (after saying how to install it) without scikit-learn.
+    Needs scikit-learn; returns its summary, or ``None`` (after saying how to install it) without it.
     """
     try:
         import sklearn  # noqa: F401
@@ -102,20 +108,23 @@ def run_digits(seed: int = 0, shots: int = 5, test_images: int = 200) -> dict[st
         return None
     from stdlib.digits import digits_demo
 
-    return digits_demo(seed=seed, shots=shots, test_images=test_images)
+    return digits_demo(seed=seed, shots=shots, test_images=test_images, numbers=numbers,
+                       figures=figures if _can_plot(figures) else None)
 
 
-def run_scenes(seed: int = 0, scenes: int = 2, max_shapes: int = 2) -> dict:
+def run_scenes(seed: int = 0, scenes: int = 2, max_shapes: int = 2,
+               figures: str | pathlib.Path | None = None) -> dict:
     """The scene part of the demo: ``scenes`` generated images of 1-``max_shapes`` shapes (64x64, pixel noise
-    0.1), each parsed back by ``stdlib.shapes.parse``; prints the truth, the scene found and its table.
+    0.1), each parsed back by ``stdlib.shapes.parse``; prints the truth, the scene found and its table, and
+    with ``figures`` writes ``scene.png`` (the first image, its reconstruction and the outlines found).
 
-    Returns ``{"correct": scenes whose count and kinds were found, "scenes": ..., "seconds": ...}``.
+    Returns ``{"correct": scenes whose count and kinds were found, "scenes": ..., "seconds": ..., "figures"}``.
     """
     from stdlib import shapes
 
     data = shapes.make_dataset(jax.random.key(seed), scenes, size=(64, 64), max_shapes=max_shapes)
     print(f"ppl demo: explain {scenes} images of shapes (64x64, noisy) by inverse graphics")
-    start, correct = time.perf_counter(), 0
+    start, correct, written = time.perf_counter(), 0, []
     for index, image in enumerate(data.images):
         scene = shapes.parse(jax.random.key(seed + index), image, max_shapes=max_shapes)
         truth = sorted(s.kind for s in data.shapes[index])
@@ -125,14 +134,20 @@ def run_scenes(seed: int = 0, scenes: int = 2, max_shapes: int = 2) -> dict:
               f"(P(count = {scene.count}) = {scene.count_posterior[scene.count]:.2f})")
         if index == 0:
             print("    " + scene.table().replace("\n", "\n    "))
+            if _can_plot(figures):
+                path = pathlib.Path(figures) / "scene.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                scene.plot(str(path))
+                written.append(path)
     seconds = time.perf_counter() - start
     print(f"  {correct} of {scenes} scenes with the right count and kinds, {seconds:.1f} s (incl. compilation)")
-    return {"correct": correct, "scenes": scenes, "seconds": seconds}
+    return {"correct": correct, "scenes": scenes, "seconds": seconds, "figures": written}
 
 
-def run_series(seed: int = 0, budget: int = 4) -> dict | None:
+def run_series(seed: int = 0, budget: int = 4, figures: str | pathlib.Path | None = None) -> dict | None:
     """The time-series part of the demo: explain the Nile's annual flow (statsmodels' data set) by structure
-    discovery, print the structure, the dated changepoint and the report. Needs statsmodels.
+    discovery, print the structure, the dated changepoint and the report; with ``figures`` write ``nile.png``
+    (data, fit, components, a 10-year forecast fan, changepoint probabilities). Needs statsmodels.
 
     Returns a summary, or ``None`` (after saying how to install it) without statsmodels.
     """
@@ -145,13 +160,13 @@ def run_series(seed: int = 0, budget: int = 4) -> dict | None:
     from stdlib import sequences
 
     data = sm.datasets.nile.load_pandas().data
+    print("ppl demo: explain the Nile's annual flow, 1871-1970, by structure discovery")
     start = time.perf_counter()
     explanation = sequences.discover(jax.random.key(seed), data["volume"].to_numpy(), data["year"].to_numpy(),
-                                     budget=budget, name="Nile", progress=False,
+                                     budget=budget, name="Nile",
                                      refine=0)  # the refinement pass finds the same Nile answer; 15-20 s saved
     changepoints = explanation.changepoints
     seconds = time.perf_counter() - start
-    print("ppl demo: explain the Nile's annual flow, 1871-1970, by structure discovery")
     print(f"  {int(explanation.found.scored[-1])} structures scored in {seconds:.1f} s (incl. compilation)")
     for text, probability, _ in explanation.posterior[:3]:
         print(f"  {probability:6.3f}  {text}")
@@ -160,4 +175,86 @@ def run_series(seed: int = 0, budget: int = 4) -> dict | None:
         print(f"  most probable last year before a change: {year:g} (probability {probability:.2f})")
     print()
     print(explanation.report())
-    return {"structure": explanation.structure, "changepoints": changepoints, "seconds": seconds}
+    written = []
+    if _can_plot(figures):
+        path = pathlib.Path(figures) / "nile.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        explanation.plot(str(path), horizon=10)
+        written.append(path)
+    return {"structure": explanation.structure, "changepoints": changepoints, "seconds": seconds,
+            "figures": written}
+
+
+def _can_plot(figures) -> bool:
+    if figures is None:
+        return False
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_all(seed: int = 0, *, particles: int = 100_000, quick: bool = False, series: bool = True,
+            scenes: bool = True, digits: bool = True, shots: int = 5, images: int = 128,
+            figures: str | pathlib.Path | None = "ppl-demo") -> dict:
+    """The whole ``ppl demo``: every part in turn, the figures in ``figures``, then a summary.
+
+    ``quick=True``: the sensor (10^4 particles) and the digits with the prototypes (zero-shot: no fitting)
+    on 64 images and 2 numbers; the series and scene parts are skipped (under 30 s on a 2-core CPU).
+    Returns ``{part: its summary}``.
+    """
+    start = time.perf_counter()
+    if figures is not None and not _can_plot(figures):
+        print('ppl demo: figures need matplotlib (pip install -e ".[examples]"); writing none.\n')
+        figures = None
+    if quick:
+        particles, series, scenes, shots, images, numbers = min(particles, 10_000), False, False, 0, 64, 2
+    else:
+        numbers = 4
+    parts: dict = {}
+    timings: dict[str, float] = {}
+
+    def part(name, function, *args, **kwargs):
+        began = time.perf_counter()
+        if parts:
+            print()
+        parts[name] = function(*args, **kwargs)
+        timings[name] = time.perf_counter() - began
+
+    part("sensor", run, seed=seed, particles=particles)
+    if series:
+        part("series", run_series, seed=seed, figures=figures)
+    if scenes:
+        part("scenes", run_scenes, seed=seed, figures=figures)
+    if digits:
+        part("digits", run_digits, seed=seed, shots=shots, test_images=images, numbers=numbers, figures=figures)
+    print("\nppl demo: summary" + (" (--quick: the series and scene parts skipped)" if quick else ""))
+    sensor = parts["sensor"]
+    print(f"  sensor  posterior mean {sensor['posterior_mean']:.3f} (exact {sensor['exact_posterior_mean']:.3f}), "
+          f"log evidence {sensor['log_evidence']:.2f} (exact {sensor['exact_log_evidence']:.2f})"
+          f"{_took(timings, 'sensor')}")
+    if parts.get("series"):
+        found = parts["series"]
+        years = found["changepoints"]
+        change = f"; change after {max(years, key=years.get):g}" if years else ""
+        print(f"  Nile    {found['structure']}{change}{_took(timings, 'series')}")
+    if parts.get("scenes"):
+        found = parts["scenes"]
+        print(f"  scenes  {found['correct']} of {found['scenes']} parsed right{_took(timings, 'scenes')}")
+    if parts.get("digits"):
+        found = parts["digits"]
+        numbers_text = (f"; {found['numbers_read']} of {found['numbers']} numbers read right"
+                        if found["numbers"] else "")
+        print(f"  digits  {100 * found['accuracy']:.1f}% of {int(found['images'])} images{numbers_text}"
+              f"{_took(timings, 'digits')}")
+    written = [path for found in parts.values() if found for path in found.get("figures", [])]
+    if written:
+        folder = pathlib.Path(figures).resolve()
+        print(f"  figures in {folder}: {', '.join(pathlib.Path(path).name for path in written)}")
+    print(f"  total {time.perf_counter() - start:.1f} s on {jax.default_backend()}")
+    return parts
+
+
+def _took(timings, name) -> str:
+    return f"  ({timings[name]:.1f} s)"

@@ -33,6 +33,7 @@ __all__ = [
     "DtypeError",
     "DuplicateAddressError",
     "InferenceError",
+    "InvalidAddressError",
     "InvalidSampleTargetError",
     "MissingChoiceError",
     "MissingDependencyError",
@@ -109,6 +110,11 @@ class UnknownAddressError(AddressError):
 
 class MissingChoiceError(AddressError):
     """``assess`` was given a choice map without a value for a visited address."""
+
+
+class InvalidAddressError(AddressError, ValueError):
+    """An address is not slash-joined names (``''``, ``'a//x'``, ``'x/'``), or a choice map gives one
+    address twice, or both a value and sub-addresses."""
 
 
 class ConstraintError(PPLError, ValueError):

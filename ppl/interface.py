@@ -64,8 +64,9 @@ import jax
 
 from ppl.choices import ChoiceMap, as_choice_map
 from ppl.context import Context, interpret
-from ppl.errors import ModelDefinitionError, PPLError, UnknownAddressError, did_you_mean
+from ppl.errors import DtypeError, ModelDefinitionError, PPLError, UnknownAddressError, did_you_mean
 from ppl.interpreters import Generate
+from ppl.validation import check_key
 
 __all__ = ["Trace", "Assessment", "Generated", "Updated", "GenerativeFunction", "Segment"]
 
@@ -161,6 +162,7 @@ class GenerativeFunction:
 
         Returns a ``Trace`` whose ``score`` is ``log p(choices; args)``.
         """
+        check_key(key, f"{self.name}.simulate", self.name)
         run = self._run(Generate(ChoiceMap()), key, args)
         return Trace(run.choices, run.totals["score"], run.retval, tuple(args))
 
@@ -171,7 +173,7 @@ class GenerativeFunction:
         Raises ``MissingChoiceError`` when a visited address has no value and
         ``UnknownAddressError`` when ``choices`` holds an address never visited.
         """
-        choices = as_choice_map(choices)
+        choices = self._choice_map(choices, "assess")
         run = self._run(Generate(choices, complete=True), None, args)
         self._check_visited(choices, run.choices, "assess")
         return Assessment(run.totals["score"], run.retval)
@@ -183,7 +185,8 @@ class GenerativeFunction:
         of the constrained choices (and factors): ``0`` with no constraints and no
         factors, ``trace.score`` when every choice is constrained.
         """
-        constraints = as_choice_map(constraints)
+        check_key(key, f"{self.name}.generate", self.name)
+        constraints = self._choice_map(constraints, "generate")
         run = self._run(Generate(constraints), key, args)
         self._check_visited(constraints, run.choices, "generate")
         return Generated(Trace(run.choices, run.totals["score"], run.retval, tuple(args)), run.totals["weight"])
@@ -198,7 +201,14 @@ class GenerativeFunction:
         ``args`` keeps ``trace.args``. Choices of ``trace`` the new execution does
         not visit are dropped.
         """
-        changes = as_choice_map(changes)
+        check_key(key, f"{self.name}.update", self.name)
+        if not isinstance(trace, Trace):
+            raise ModelDefinitionError(
+                f"{self.name}.update(key, trace, changes, ...) takes the Trace that simulate or generate returned, "
+                f"got {type(trace).__name__}. For a choice map of values use {self.name}.generate(key, choices, ...).",
+                model=self.name,
+            )
+        changes = self._choice_map(changes, "update")
         if not args:
             args = tuple(trace.args)
         run = self._run(Generate(trace.choices.merge(changes)), key, args)
@@ -214,6 +224,18 @@ class GenerativeFunction:
         )
 
     # -- helpers ---------------------------------------------------------------
+    def _choice_map(self, choices, method: str) -> ChoiceMap:
+        """``choices`` as a ``ChoiceMap``; a ``None`` value (which would leave its address unconstrained) raises."""
+        choices = top_level(self, lambda: as_choice_map(choices))
+        for address, value in choices.items():
+            if value is None:
+                raise DtypeError(
+                    f"{method} was given None as the value of '{{address}}'. Give it a value, or leave the address "
+                    "out to sample it.",
+                    model=self.name, address=address,
+                )
+        return choices
+
     def _run(self, interpreter, key, args):
         return top_level(self, lambda: interpret(self, interpreter, key, tuple(args)))
 

@@ -68,11 +68,14 @@ class Generate(Interpreter):
         if value is not None:
             value = validation.check_constraint(distribution, value)
             log_density = validation.site_log_density(distribution, value)
+            validation.check_log_density(distribution, log_density)
             return value, {"score": log_density, "weight": log_density}, None
         if self.complete:
             raise _missing(site.address)
         value = distribution.sample(draw_key())
-        return value, {"score": jnp.sum(distribution.log_prob(value))}, None
+        log_density = jnp.sum(distribution.log_prob(value))
+        validation.check_log_density(distribution, log_density)
+        return value, {"score": log_density}, None
 
     def factor(self, log_weight, scope):
         # factors count as observed evidence: they enter the generate/update weights too

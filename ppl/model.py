@@ -25,6 +25,7 @@ Example (a model that samples another at an address)::
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -139,16 +140,40 @@ class Model(GenerativeFunction):
         functools.update_wrapper(self, fn)
 
     def body(self, context: Context, *args):
+        self._check_arguments(args)
         stack = _context_stack()
         stack.append(context)
         try:
             return self.fn(*args)
-        except ValueError as err:
-            if isinstance(err, PPLError) or "distribution got invalid" not in str(err):
-                raise
-            raise _parameter_error(err, context, self.name) from None
+        except PPLError:
+            raise
+        except (ValueError, OverflowError) as err:  # OverflowError: a Python int beyond JAX's integers
+            if "distribution got invalid" in str(err):
+                raise _parameter_error(err, context, self.name) from None
+            raise _failure(ParameterError, err, context, self.name, args) from err
+        except TypeError as err:
+            raise _failure(ModelDefinitionError, err, context, self.name, args) from err
         finally:
             stack.pop()
+
+    def _check_arguments(self, args: tuple) -> None:
+        """``ModelDefinitionError`` when ``args`` do not fit the function's parameters (too few, too many)."""
+        if "_signature" not in self.__dict__:
+            try:
+                self._signature = inspect.signature(self.fn)
+            except (TypeError, ValueError):  # a callable without a signature: not checked
+                self._signature = None
+        if self._signature is None:
+            return
+        try:
+            self._signature.bind(*args)
+        except TypeError as err:
+            raise ModelDefinitionError(
+                f"'{self.name}{self._signature}' was called with {len(args)} argument(s) "
+                f"({_describe_arguments(args)}): {err}. Pass the model's arguments after the key, as in "
+                f"{self.name}.simulate(key, ...), or after the model, as in ppl.sample('address', {self.name}, ...).",
+                model=self.name,
+            ) from None
 
     def __repr__(self) -> str:
         return f"<ppl.model {self.name}>"
@@ -162,6 +187,29 @@ def model(fn: Callable | None = None, *, name: str | None = None):
     if fn is None:
         return lambda f: Model(f, name=name)
     return Model(fn, name=name)
+
+
+def _failure(kind: type[PPLError], err: Exception, context: Context, name: str, args: tuple) -> PPLError:
+    """An error the model's own code raised (often from an argument of the wrong type or shape), re-raised as
+    a ``ppl.errors`` exception that says where in the model it happened and with which arguments."""
+    visited = list(context.choices)
+    where = f"after address '{visited[-1]}'" if visited else "before the first ppl.sample"
+    return kind(
+        f"running the model raised {type(err).__name__} {where}: {str(err).rstrip('.')}. The model was called with "
+        f"({_describe_arguments(args)}). Check that its arguments have the types and shapes the model expects, "
+        "and the model's code at the line shown above this error.",
+        model=name,
+    )
+
+
+def _describe_arguments(args: tuple) -> str:
+    def one(value) -> str:
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            return f"{type(value).__name__} {value.dtype}{list(value.shape)}"
+        text = repr(value)
+        return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+    return ", ".join(one(value) for value in args) or "no arguments"
 
 
 def _parameter_error(err: ValueError, context: Context, name: str) -> ParameterError:

@@ -11,23 +11,64 @@ under ``jit`` gives a documented ``-inf`` score, never a NaN.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import Distribution
+from numpyro.distributions import Distribution, constraints
 from numpyro.distributions.distribution import MaskedDistribution
 
-from ppl.errors import DtypeError, NonFiniteError, ParameterError, ShapeError, SupportError
+from ppl.errors import DtypeError, ModelDefinitionError, NonFiniteError, ParameterError, ShapeError, SupportError
 
-__all__ = ["is_concrete", "check_constraint", "check_parameters", "site_log_density", "values_in_support"]
+__all__ = ["is_concrete", "check_key", "check_constraint", "check_parameters", "check_log_density", "site_log_density",
+           "values_in_support", "nan_scores_allowed", "nan_allowed", "integers_fit"]
 
 
 def is_concrete(value: Any) -> bool:
     """True when ``value`` holds actual numbers (not a JAX tracer)."""
     return not isinstance(value, jax.core.Tracer)
+
+
+def check_key(key: Any, who: str, model: str | None = None) -> None:
+    """Raise ``ModelDefinitionError`` unless ``key`` is one PRNG key: ``jax.random.key(seed)`` (shape ``()``),
+    or a raw ``uint32`` key of ``jax.random.PRNGKey(seed)``. Tracers pass when their shape and dtype do."""
+    dtype, shape = getattr(key, "dtype", None), tuple(np.shape(key)) if hasattr(key, "shape") else None
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape == ():
+            return
+        got = f"an array of {shape[0] if len(shape) == 1 else shape} keys"
+        fix = "Pass one of them (keys[0]), or run several with jax.vmap over the keys."
+    elif dtype is not None and np.dtype(dtype) == np.uint32 and shape == _raw_key_shape():
+        return
+    else:
+        if dtype is None:
+            got = f"{type(key).__name__} {key!r}"
+        else:
+            got = f"an array of dtype {dtype} and shape {shape}"
+        seed = key if isinstance(key, int) and not isinstance(key, bool) else 0
+        fix = f"Make one from a seed with jax.random.key({seed}), and split it (jax.random.split) for more."
+    raise ModelDefinitionError(f"{who} takes a PRNG key such as jax.random.key(0) as its key, got {got}. {fix}",
+                               model=model)
+
+
+def integers_fit(value: Any) -> bool:
+    """False for a Python or NumPy integer (array) beyond JAX's integer type (``int32`` unless ``jax_enable_x64``):
+    JAX raises ``OverflowError`` for a Python int that large and silently wraps a NumPy one (``2**40 -> 0``)."""
+    info = np.iinfo(jax.dtypes.canonicalize_dtype(np.int64))
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return info.min <= int(value) <= info.max
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iu" and value.size:
+        return info.min <= int(value.min()) and int(value.max()) <= info.max
+    return True
+
+
+@functools.cache
+def _raw_key_shape() -> tuple[int, ...]:
+    """``(2,)`` for the default threefry keys."""
+    return tuple(jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0))).shape)
 
 
 def describe(distribution: Distribution) -> str:
@@ -61,12 +102,18 @@ def check_constraint(distribution: Distribution, value: Any) -> jax.Array:
             f"expected a number or array, got {type(value).__name__} {value!r}. "
             "Pass a jnp/numpy array or a Python number."
         )
+    if not integers_fit(value):
+        raise DtypeError(
+            f"the integer value {_preview(np.asarray(value))} does not fit in JAX's "
+            f"{jax.dtypes.canonicalize_dtype(np.int64)}. Pass a float for a large continuous value, or enable "
+            "64-bit integers with jax.config.update('jax_enable_x64', True)."
+        )
     try:
         array = jnp.asarray(value)
-    except TypeError as err:
+    except (TypeError, OverflowError) as err:
         raise DtypeError(
             f"expected a number or array, got {type(value).__name__}: {err}. "
-            "Pass a jnp/numpy array or a Python number."
+            "Pass a jnp/numpy array or a Python number (a float for a large value)."
         ) from None
     kind = np.dtype(array.dtype).kind
     if kind == "c":
@@ -75,6 +122,11 @@ def check_constraint(distribution: Distribution, value: Any) -> jax.Array:
         raise DtypeError(
             f"{describe(distribution)} is continuous but the value has dtype bool. "
             "Pass floats, e.g. value.astype(jnp.float32)."
+        )
+    if discrete and kind == "b" and not _is_boolean(distribution.support):
+        raise DtypeError(
+            f"{describe(distribution)} takes integers ({distribution.support}) but the value has dtype bool. "
+            "Pass integers, e.g. value.astype(jnp.int32)."
         )
     if not discrete and kind in "iu":
         array = array.astype(jnp.result_type(float))
@@ -118,6 +170,12 @@ def check_constraint(distribution: Distribution, value: Any) -> jax.Array:
     return array
 
 
+def _is_boolean(support) -> bool:
+    while hasattr(support, "base_constraint"):  # .to_event(...)
+        support = support.base_constraint
+    return support is constraints.boolean
+
+
 def _support_ok(distribution: Distribution, value: jax.Array) -> jax.Array | None:
     """Elementwise (batch-shaped) support check, honouring masks; None if unknown."""
     try:
@@ -135,6 +193,11 @@ def check_parameters(distribution: Distribution) -> None:
     """Raise ``ParameterError`` for a concrete parameter outside its constraint."""
     for name, constraint in getattr(distribution, "arg_constraints", {}).items():
         param = getattr(distribution, name, None)
+        if param is not None and np.iscomplexobj(param):
+            raise ParameterError(
+                f"{describe(distribution)} got a complex {name}; distributions take real "
+                f"parameters. Pass real numbers to dist.{describe(distribution)}(...)."
+            )
         if param is None or not is_concrete(param):
             continue
         try:
@@ -147,6 +210,26 @@ def check_parameters(distribution: Distribution) -> None:
                 f"outside its allowed range ({constraint}). Fix the parameter passed to "
                 f"dist.{describe(distribution)}(...)."
             )
+
+
+def check_log_density(distribution: Distribution, log_density: jax.Array) -> None:
+    """Raise ``ParameterError`` when a concrete log density is NaN: the value came from (or was scored by) a
+    distribution whose parameters make no sense together (e.g. an infinite scale), which a NaN score would
+    otherwise hide."""
+    if nan_allowed():
+        return
+    if is_concrete(log_density) and bool(np.isnan(np.asarray(log_density)).any()):
+        parameters = ", ".join(
+            f"{name}={_preview(np.asarray(getattr(distribution, name)))}"
+            for name in getattr(distribution, "arg_constraints", {})
+            if getattr(distribution, name, None) is not None and is_concrete(getattr(distribution, name))
+        )
+        shown = f"{describe(distribution)}({parameters})" if parameters else describe(distribution)
+        raise ParameterError(
+            f"the log density of {shown} is NaN here. Check the parameters passed "
+            f"to dist.{describe(distribution)}(...) (e.g. an infinite or NaN scale, computed from the model's "
+            "arguments)."
+        )
 
 
 _state = threading.local()
@@ -168,6 +251,24 @@ def values_in_support():
         yield
     finally:
         _state.trusted = previous
+
+
+def nan_allowed() -> bool:
+    """True inside :func:`nan_scores_allowed`."""
+    return getattr(_state, "nan_allowed", False)
+
+
+@contextlib.contextmanager
+def nan_scores_allowed():
+    """Within this block a concrete NaN log density or ``ppl.factor`` is not raised (:func:`check_log_density`):
+    for inference's eager re-run of a model after NaN weights, which looks for bad observations and otherwise
+    reports the NaN weights itself (an ``InferenceError`` counting the particles)."""
+    previous = getattr(_state, "nan_allowed", False)
+    _state.nan_allowed = True
+    try:
+        yield
+    finally:
+        _state.nan_allowed = previous
 
 
 def site_log_density(distribution: Distribution, value: jax.Array) -> jax.Array:

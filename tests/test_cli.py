@@ -29,15 +29,6 @@ def test_console_script_entry_point():
     assert done.returncode == 0 and "ppl demo" not in done.stderr and "demo" in done.stdout
 
 
-@pytest.mark.slow
-def test_demo_recognises_real_digits(capsys):
-    # the digit part of `ppl demo`, smaller: 1 example per class, 40 test images
-    result = demo.run_digits(seed=0, shots=1, test_images=40)
-    out = capsys.readouterr().out
-    assert "accuracy" in out
-    assert result["accuracy"] >= 0.6  # k = 1: 87.8% on 800 images in docs/digits.md; chance is 10%
-
-
 @pytest.mark.slow  # one compile of the series scorer (~30-60 s)
 def test_demo_explains_the_nile(capsys):
     result = demo.run_series(seed=0)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from ppl.errors import InferenceError, ModelDefinitionError, NonFiniteError
+from ppl.errors import DtypeError, InferenceError, ModelDefinitionError, NonFiniteError
+from ppl.validation import integers_fit, nan_scores_allowed
 
-__all__ = ["is_traced", "is_array", "split_args", "join_args", "check_finite_observations", "check_log_evidence"]
+__all__ = ["is_traced", "is_array", "split_args", "join_args", "check_observation_types", "check_finite_observations",
+           "check_log_evidence"]
 
 
 def is_traced(tree) -> bool:
@@ -47,6 +49,32 @@ def join_args(dynamic: tuple, static) -> tuple:
     arrays = iter(dynamic)
     leaves = [next(arrays) if leaf is None else leaf for leaf in static_leaves]
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def check_observation_types(obs, model) -> None:
+    """Raise ``DtypeError`` naming the address of an observation that is not numbers (a string, ``None``, an
+    object array): it cannot enter a compiled program, and ``None`` would leave the address unobserved."""
+    for address, leaf in obs.items():
+        if isinstance(leaf, jax.Array):
+            continue
+        try:
+            kind = np.asarray(leaf).dtype.kind
+        except (TypeError, ValueError, OverflowError):
+            kind = "O"
+        if kind not in "biufc":
+            text = repr(leaf)
+            raise DtypeError(
+                f"the observation at '{address}' is {type(leaf).__name__} {text[:40]}, not numbers. Pass a number "
+                "or a numeric array (leave an address out of obs to leave it unobserved).",
+                model=model.name, address=address,
+            )
+        if not integers_fit(leaf):
+            raise DtypeError(
+                f"the observation at '{address}' holds integers beyond JAX's "
+                f"{jax.dtypes.canonicalize_dtype(np.int64)}, which would overflow or wrap. Pass floats, or enable "
+                "64-bit integers with jax.config.update('jax_enable_x64', True).",
+                model=model.name, address=address,
+            )
 
 
 def check_finite_observations(obs, batched: bool = False) -> None:
@@ -81,7 +109,8 @@ def check_log_evidence(
     log_weights = np.asarray(log_weights)
     n = log_weights.shape[0]
     if log_evidence < 0 or np.isnan(log_evidence):
-        model.generate(key, obs, *args)  # raises NonFiniteError, SupportError, ... naming the address
+        with nan_scores_allowed():  # a NaN from the model's arithmetic is reported below, counting the particles
+            model.generate(key, obs, *args)  # raises NonFiniteError, SupportError, ... naming the address
     increments = None if increments is None else np.asarray(increments)
     if np.isnan(log_evidence):
         bad = int(np.sum(np.isnan(log_weights)))

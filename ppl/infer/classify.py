@@ -70,6 +70,7 @@ from ppl.infer.evidence import as_evidence, log_sum_exp
 from ppl.infer.importance import importance
 from ppl.infer.scale import device_count, gather, particle_mesh, scan_blocks, shard_particles
 from ppl.model import GenerativeFunction
+from ppl.validation import check_key
 
 __all__ = ["Classification", "classify"]
 
@@ -202,6 +203,7 @@ def classify(
       ShapeError: observations whose shapes fit neither one observation nor a batch.
     """
     names, hypotheses = _check_models(models)
+    check_key(key, "classify")
     log_prior = _log_prior(prior, names)
     obs = as_choice_map(obs)
     if not obs:

@@ -103,7 +103,7 @@ from ppl.infer.evidence import (
     log_mean_exp_standard_error,
     normalized_weights,
 )
-from ppl.infer.arguments import check_log_evidence, is_traced, join_args, split_args
+from ppl.infer.arguments import check_log_evidence, check_observation_types, is_traced, join_args, split_args
 from ppl.infer.scale import (
     check_block_size,
     check_divisible,
@@ -115,6 +115,7 @@ from ppl.infer.scale import (
     shard_particles,
 )
 from ppl.model import GenerativeFunction, Trace
+from ppl.validation import check_key
 from ppl.infer.particle_keys import keys_at, particle_keys, unrolled_for
 
 __all__ = [
@@ -328,6 +329,7 @@ def importance(
         bad observations (from the core, naming the address).
     """
     _check_call(model, proposal, n)
+    check_key(key, "importance", model.name)
     check_block_size(chunk_size, "chunk_size", model.name)
     if keep not in _KEEP:
         raise InferenceError(
@@ -479,6 +481,7 @@ def _check_call(model, proposal, n) -> None:
 
 def _as_observations(obs, model) -> ChoiceMap:
     obs = as_choice_map(obs)
+    check_observation_types(obs, model)
     if not obs:
         raise InferenceError(
             "importance was given no observations, so there is nothing to weight the particles "

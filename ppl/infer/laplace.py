@@ -65,6 +65,7 @@ from ppl.errors import InferenceError
 from ppl.infer.arguments import join_args, split_args
 from ppl.infer.unconstrained import describe_sites, latent_continuous, log_density, unconstrain
 from ppl.interface import GenerativeFunction, Trace
+from ppl.validation import check_key
 
 __all__ = ["laplace", "Laplace", "LaplaceResult"]
 
@@ -151,6 +152,7 @@ def laplace(
             or steps < 0 or newton < 0:
         raise InferenceError(f"laplace needs integers restarts >= 1, steps >= 0 and newton >= 0, got {restarts!r}, "
                              f"{steps!r}, {newton!r}.", model=getattr(model, "name", None))
+    check_key(key, "laplace", getattr(model, "name", None))
     if max_dimension is not None and (isinstance(max_dimension, bool) or not isinstance(max_dimension, int)
                                       or max_dimension < 1):
         raise InferenceError(f"laplace's max_dimension must be None or an int >= 1 (the most active continuous "

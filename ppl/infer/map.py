@@ -148,6 +148,7 @@ def map(  # noqa: A001 - the algorithm's name; ppl.infer.map
         raise InferenceError(f"map needs integer restarts >= 1 and steps >= 0, got {restarts!r}, {steps!r}.")
     if init not in ("prior", "uniform"):
         raise InferenceError(f"map's init is 'prior' or 'uniform', got {init!r}.")
+    validation.check_key(key, "map", getattr(model, "name", None))
     obs = as_choice_map(obs)
     plan = _plan(model, obs, tuple(args), max_configurations)
     dynamic, static = split_args(tuple(args), model)

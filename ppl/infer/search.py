@@ -93,11 +93,13 @@ from ppl.infer.arguments import check_finite_observations, is_traced, join_args,
 from ppl.infer.evidence import as_evidence, log_sum_exp
 from ppl.infer.importance import importance
 from ppl.infer.progress import progress_bar
+from ppl.validation import check_key
 
 __all__ = ["Budget", "SearchResult", "search", "score_structures", "particle_evidence", "code_hash"]
 
 Score = Callable[..., jax.Array]
 REFINE_ROUNDS = 3  # search's refinement: at most this many rounds of scoring the best structures' neighbourhoods
+MAX_STEPS = 2**31  # the most steps a budget may ask for: step t folds t + 1 into the key, and no search that long ends
 
 
 class Budget(NamedTuple):
@@ -277,6 +279,7 @@ def search(
     """
     steps, seconds = _check_budget(budget)
     _check_call(space, population, temperature, keep)
+    check_key(key, "search", space.name)
     for name, value in (("retries", retries), ("refine", refine)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise InferenceError(f"search's {name} must be a non-negative int, got {value!r}.", model=space.name)
@@ -550,10 +553,15 @@ def _check_budget(budget) -> tuple[int | None, float | None]:
         )
     if steps is None and seconds is None:
         raise InferenceError("search's Budget needs steps=..., seconds=... or both.")
-    if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 0):
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0):
         raise InferenceError(f"Budget.steps must be a non-negative int, got {steps!r}.")
-    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds >= 0):
+    if steps is not None and steps >= MAX_STEPS:
+        raise InferenceError(f"Budget.steps must be below 2**31 (a search that long never ends), got {steps!r}. For "
+                             "a search that runs until a time limit pass budget=ppl.infer.Budget(seconds=...).")
+    if seconds is not None and (isinstance(seconds, bool) or not (isinstance(seconds, (int, float)) and seconds >= 0)):
         raise InferenceError(f"Budget.seconds must be a non-negative number, got {seconds!r}.")
+    if steps is None and seconds == float("inf"):
+        raise InferenceError("search's Budget(seconds=inf) never ends; give a finite number of seconds or steps.")
     return (None if steps is None else int(steps)), (None if seconds is None else float(seconds))
 
 

@@ -90,10 +90,11 @@ from ppl.compose.unfold import strong_array
 from ppl.errors import InferenceError, ModelDefinitionError
 from ppl.infer import filtering, tempering
 from ppl.infer.filtering import SMCConfig, SMCResult
-from ppl.infer.arguments import check_log_evidence, is_traced, join_args, split_args
+from ppl.infer.arguments import check_log_evidence, check_observation_types, is_traced, join_args, split_args
 from ppl.infer.progress import progress_bar, progress_enabled
 from ppl.infer.resample import RESAMPLERS, ResampleMethodError
 from ppl.interface import GenerativeFunction
+from ppl.validation import check_key
 
 __all__ = ["SMCResult", "smc"]
 
@@ -150,6 +151,7 @@ def smc(
         bad observations (from the core, naming the address).
     """
     config = _config(model, n, resample, ess, rejuvenate, moves, history, rejuvenate_when)
+    check_key(key, "smc", model.name)
     obs = _as_observations(obs, model)
     sequence = filtering.is_sequence(model)
     if not sequence:
@@ -219,6 +221,7 @@ def _config(model, n, method, ess, rejuvenate, moves, history, rejuvenate_when="
 
 def _as_observations(obs, model) -> ChoiceMap:
     obs = as_choice_map(obs)
+    check_observation_types(obs, model)
     if not obs:
         raise InferenceError(
             "smc was given no observations, so there is nothing to weight the particles by. Pass the "

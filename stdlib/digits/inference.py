@@ -50,6 +50,7 @@ from ppl.choices import as_choice_map
 from ppl.errors import InferenceError, ShapeError
 from ppl.infer.classify import Classification, chunked_vmap
 from ppl.infer.unconstrained import log_density
+from ppl.validation import check_key
 from stdlib.digits.model import (
     DigitModels,
     DigitParams,
@@ -101,14 +102,51 @@ class StrokeFit(NamedTuple):
     rendering: jax.Array
 
 
+MAX_STEPS = 2**31 - 1  # a lax.scan length
+
+
 def _as_budget(budget) -> Budget:
     if budget is None:
         return Budget()
     if isinstance(budget, Budget):
+        _check_budget_fields(budget)
         return budget
-    if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool) and budget >= 0:
+    if _is_int(budget) and 0 <= budget <= MAX_STEPS:
         return Budget(steps=int(budget))
-    raise ShapeError(f"budget must be a non-negative int (Adam steps per hypothesis) or a digits.Budget; got {budget!r}.")
+    raise ShapeError(f"budget must be a non-negative int (Adam steps per hypothesis, below 2**31) or a digits.Budget; "
+                     f"got {budget!r}.")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_budget_fields(budget: Budget) -> None:
+    steps, restarts, keep, learning_rate, laplace, contenders = budget
+    problems = []
+    if not (_is_int(steps) and 0 <= steps <= MAX_STEPS):
+        problems.append(f"steps={steps!r} (an int >= 0)")
+    if not (_is_int(restarts) and 1 <= restarts <= MAX_STEPS):
+        problems.append(f"restarts={restarts!r} (an int >= 1)")
+    if not (_is_int(keep) and 0 <= keep <= MAX_STEPS):
+        problems.append(f"keep={keep!r} (an int >= 0; 0: all)")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.number)) \
+            or not 0 < learning_rate < float("inf"):
+        problems.append(f"learning_rate={learning_rate!r} (a positive number)")
+    if not (isinstance(laplace, (bool, np.bool_)) or _is_int(laplace) and laplace in (0, 1)):
+        problems.append(f"laplace={laplace!r} (True or False)")
+    if not (_is_int(contenders) and contenders >= 1):
+        problems.append(f"contenders={contenders!r} (an int >= 1)")
+    if problems:
+        raise ShapeError(f"digits.Budget got {', '.join(problems)}.")
+
+
+def _check_call(key, models, who: str) -> None:
+    """The key and the models of a public call, checked before anything compiles."""
+    check_key(key, f"digits.{who}")
+    if not isinstance(models, DigitModels):
+        raise ShapeError(f"models must be digits.DigitModels (from digits.prototypes or digits.fit); got "
+                         f"{type(models).__name__}.")
 
 
 LATENTS = ("pose", "strokes", "log_width", "ink")  # the continuous choices the MAP moves (the component is enumerated)
@@ -173,7 +211,7 @@ def map_hypotheses(key, model, image, params: DigitParams, budget: Budget):
 
     state = jax.vmap(optimizer.init)(z)
     keep = population if budget.keep <= 0 else min(budget.keep, population)
-    screen = budget.steps if keep == population else max(1, budget.steps // 4)
+    screen = budget.steps if keep == population else min(budget.steps, max(1, budget.steps // 4))
     z, state = jax.vmap(functools.partial(optimise, steps=screen))(z, state, component)
     if keep < population:
         score = -jax.vmap(loss)(z, component)
@@ -240,6 +278,7 @@ def classify(key, models: DigitModels, images, budget: Any = None, *, chunk_size
     :func:`evidence_estimator`. Returns a ``ppl.infer.Classification`` (``.probabilities (N, 10)``,
     ``.log_evidence``, ``.best``; standard errors 0: a deterministic approximation).
     """
+    _check_call(key, models, "classify")
     budget = _as_budget(budget)
     images = check_images(images, models.size)
     chunk = None if chunk_size is None else min(int(chunk_size), images.shape[0])
@@ -314,6 +353,10 @@ def fit(key, images, labels, size=None, *, models: DigitModels | None = None, bu
     Returns:
       :class:`DigitModels` with ``1 + min(max k, max_exemplars)`` templates per class.
     """
+    if models is None:
+        check_key(key, "digits.fit")
+    else:
+        _check_call(key, models, "fit")
     images = check_images(images)
     size = tuple(images.shape[1:]) if size is None else tuple(size)
     images = check_images(images, size)
@@ -383,6 +426,7 @@ def explain(key, models: DigitModels, image, budget: Any = None) -> StrokeFit:
     frame; ``stdlib.digits.place_strokes`` maps them to the canvas),
     ``fit.rendering[c]`` its reconstruction, ``fit.log_evidence[c]`` its score.
     """
+    _check_call(key, models, "explain")
     image = check_images(image, models.size, single=True)
     budget = CAREFUL if budget is None else _as_budget(budget)
     keys = jax.random.split(key, 10)

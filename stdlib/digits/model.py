@@ -297,7 +297,7 @@ def check_images(images, size=None, *, single: bool = False) -> np.ndarray:
     Raises ``ppl.errors.ShapeError`` (wrong rank or size), ``NonFiniteError``
     (NaN/inf) or ``SupportError`` (values outside ``[0, 1]``), each saying what to do.
     """
-    array = np.asarray(images)
+    array = as_pixel_array(images)
     rank = 2 if single else 3
     what = "one image (H, W)" if single else "a batch of images (N, H, W)"
     if array.ndim != rank:
@@ -325,8 +325,17 @@ def check_images(images, size=None, *, single: bool = False) -> np.ndarray:
     return array
 
 
+def as_pixel_array(values, what: str = "images") -> np.ndarray:
+    """``np.asarray(values)``; a ragged nested list raises ``ShapeError`` (NumPy's own error names no fix)."""
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError):
+        raise ShapeError(f"{what} must be an array of numbers; got a ragged nested list (rows of different "
+                         "lengths). Pass an array whose rows all have the same length.") from None
+
+
 def check_labels(labels, count: int) -> np.ndarray:
-    array = np.asarray(labels)
+    array = as_pixel_array(labels, "labels")
     if array.shape != (count,):
         raise ShapeError(f"expected {count} labels (one per image), got an array of shape {array.shape}.")
     if array.dtype.kind not in "iu" and not (array.dtype.kind == "f" and np.all(array == np.round(array))):

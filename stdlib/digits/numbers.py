@@ -57,8 +57,9 @@ from scipy.special import logsumexp
 
 from ppl.errors import NonFiniteError, ShapeError, SupportError
 from ppl.infer.progress import progress_bar
+from ppl.validation import check_key
 from stdlib.digits.inference import classify
-from stdlib.digits.model import DigitModels, check_images, check_labels
+from stdlib.digits.model import DigitModels, as_pixel_array, check_images, check_labels
 
 __all__ = ["Numbers", "Reading", "make_numbers", "read_number", "read_numbers"]
 
@@ -142,6 +143,7 @@ def make_numbers(key: jax.Array, n: int, images, labels, *, max_digits: int = 4,
         >>> [image.shape[0] for image in data.images], all(len(t) == len(b) for t, b in zip(data.texts, data.boxes))
         ([10, 10], True)
     """
+    check_key(key, "digits.make_numbers")
     pool = check_images(images)
     labels = check_labels(labels, pool.shape[0])
     max_digits = check_max_digits(max_digits)
@@ -195,7 +197,7 @@ def make_numbers(key: jax.Array, n: int, images, labels, *, max_digits: int = 4,
 
 def check_number_image(image, size) -> np.ndarray:
     """Validate one number image: grey ``(H, W)``, ``H >= h`` and ``W >= w``, finite, in ``[0, 1]``."""
-    array = np.asarray(image)
+    array = as_pixel_array(image)
     h, w = size
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -222,17 +224,27 @@ def _windows(image: np.ndarray, size) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(image, size)
 
 
+_BLANK_PAD = 1024
+
+
+@jax.jit
+def _blank_program(values, params):
+    """``(P,)`` each pixel's ``log p`` around no ink, its noise level summed out (one compiled program)."""
+    from stdlib.digits.model import pixels
+
+    per_level = pixels(jnp.zeros(values.shape), params, ()).level_log_prob(values)  # (K, P)
+    return jax.nn.logsumexp(per_level + jnp.log(params.noise_probs)[:, None], axis=0)
+
+
 def _blank_log_prob(models: DigitModels, images: list) -> list:
     """Per image ``(H, W)`` float64: each pixel's ``log p`` under the pixel likelihood around no ink.
 
     (Each pixel's noise level is summed out on its own; one call for all the images' pixels.)
     """
-    from stdlib.digits.model import pixels
-
-    params = models.of(0)
-    values = jnp.asarray(np.concatenate([image.ravel() for image in images]))
-    per_level = pixels(jnp.zeros(values.shape), params, ()).level_log_prob(values)  # (K, pixels)
-    flat = np.asarray(jax.nn.logsumexp(per_level + jnp.log(params.noise_probs)[:, None], axis=0), np.float64)
+    values = np.concatenate([image.ravel() for image in images])
+    padded = -(-values.size // _BLANK_PAD) * _BLANK_PAD  # few distinct shapes: few compilations
+    values = np.concatenate([values, np.zeros(padded - values.size, values.dtype)])
+    flat = np.asarray(_blank_program(jnp.asarray(values), models.of(0)), np.float64)[:sum(i.size for i in images)]
     ends = np.cumsum([image.size for image in images])[:-1]
     return [part.reshape(image.shape) for part, image in zip(np.split(flat, ends), images)]
 
@@ -379,6 +391,7 @@ def read_numbers(key: jax.Array, models: DigitModels, images, *, max_digits: int
     A window's key depends on its place in the batch and on ``block``: with ``budget.restarts > 1`` (jittered
     restarts) the readings depend on them too; with the default one restart they do not use the key.
     """
+    check_key(key, "digits.read_numbers")
     if not isinstance(models, DigitModels):
         raise ShapeError(f"models must be digits.DigitModels (from digits.prototypes or digits.fit); got "
                          f"{type(models).__name__}.")

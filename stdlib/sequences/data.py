@@ -108,6 +108,7 @@ class Series:
                 np.diff(self.times))
         all_times = np.concatenate([self.times, times])
         _check_times(all_times)
+        _check_values(values)
         observed = np.isfinite(values)
         standardised = np.where(observed, (values - self.mean) / self.scale, 0.0).astype(np.float32)
         if dates is not None and self.dates is not None:
@@ -130,12 +131,13 @@ def prepare(y, t=None, *, name: str | None = None) -> Series:
       name: the series' name for reports (default: the pandas Series' name, or ``"series"``).
 
     Raises:
-      DataError: non-numeric values, a series that is not one-dimensional, fewer than
+      DataError: non-numeric values, infinite values, a series that is not one-dimensional, fewer than
         :data:`MIN_POINTS` observed points, all values missing, a constant series, or
         ``t`` of the wrong length, not finite or not strictly increasing.
     """
     values, times, dates = _read(y, t, start=None, dates=None, name=name)
     _check_times(times)
+    _check_values(values)
     observed = np.isfinite(values)
     if not observed.any():
         raise DataError("every value of the series is missing (NaN); pass a series with observed values.")
@@ -144,7 +146,7 @@ def prepare(y, t=None, *, name: str | None = None) -> Series:
                         f"and its noise) needs at least {MIN_POINTS}.")
     mean = float(np.mean(values[observed]))
     scale = float(np.std(values[observed]))
-    if not scale > 0:
+    if not scale > 0 or np.ptp(values[observed]) == 0:  # rounding makes the std of a constant series 1e-16, not 0
         raise DataError(f"the series is constant ({mean:g} at every observed point): there is nothing to explain.")
     standardised = np.where(observed, (values - mean) / scale, 0.0).astype(np.float32)
     season = _season(dates)
@@ -156,6 +158,8 @@ def _read(y, t, *, start, dates, name):
     """``(values float64 (T,), times float64 (T,), dates or None)`` from the user's input."""
     index = getattr(y, "index", None)
     raw = getattr(y, "to_numpy", lambda: y)()
+    if _is_complex(raw):
+        raise DataError("the series holds complex numbers; pass real values (e.g. y.real or np.abs(y)).")
     try:
         values = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as error:
@@ -168,6 +172,8 @@ def _read(y, t, *, start, dates, name):
         raise DataError(f"the series must be one-dimensional, got shape {values.shape}; pass one column.")
     new_dates = None
     if t is not None:
+        if _is_complex(t):
+            raise DataError("t holds complex numbers; pass real times (e.g. years as numbers).")
         try:
             times = np.asarray(t, dtype=np.float64)
         except (TypeError, ValueError) as error:
@@ -191,6 +197,20 @@ def _read(y, t, *, start, dates, name):
         first = 0.0 if start is None else None
         times = np.arange(len(values), dtype=np.float64) if first is not None else np.zeros(len(values))
     return values, times, new_dates
+
+
+def _is_complex(values) -> bool:
+    try:
+        return bool(np.iscomplexobj(values))
+    except (TypeError, ValueError):  # ragged: reported as not numeric
+        return False
+
+
+def _check_values(values: np.ndarray) -> None:
+    if np.isinf(values).any():
+        bad = int(np.argmax(np.isinf(values)))
+        raise DataError(f"the series holds {values[bad]:g} at index {bad}. Fix that value, or set it to NaN to mark a "
+                        "missing point.")
 
 
 def _check_times(times: np.ndarray) -> None:

@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +31,7 @@ import numpy as np
 
 import ppl
 from ppl.errors import DataError
+from ppl.validation import check_key
 from stdlib.sequences import components as parts
 from stdlib.sequences.data import Series, prepare
 from stdlib.sequences.explanation import Explanation
@@ -55,9 +57,12 @@ def default_components(series: Series, periods=None, harmonics: int = 3) -> tupl
     Raises:
       DataError: a period longer than the series or not positive.
     """
+    if periods is not None and (isinstance(periods, (str, bytes)) or not np.iterable(periods)):
+        raise DataError(f"periods is a sequence of cycle lengths, e.g. periods=(12,) or periods=[7, 365.25]; got "
+                        f"{periods!r}.")
     chosen = ((series.season,) if series.season else ()) if periods is None else tuple(periods)
     for period in chosen:
-        if not (isinstance(period, (int, float)) and period > 0):
+        if isinstance(period, (bool, np.bool_)) or not (isinstance(period, numbers.Real) and period > 0):
             raise DataError(f"a period must be a positive number of time units, got {period!r}.")
         if period > series.span:
             raise DataError(f"the period {period:g} is longer than the series ({series.span:g} time units): a cycle "
@@ -79,8 +84,8 @@ _COMPONENTS: dict[tuple, tuple] = {}
 
 def _components(series: Series, periods) -> tuple[parts.Component, ...]:
     """Components are cached by (periods, regular) so equal settings give the same objects (and compilations)."""
-    key = (series.season if periods is None else tuple(periods), series.span)
     found = default_components(series, periods)
+    key = (series.season if periods is None else tuple(periods), series.span)
     names = tuple(c.name for c in found)
     return _COMPONENTS.setdefault((key[0], names), found)
 
@@ -117,6 +122,7 @@ def discover(key: jax.Array, y, t=None, *, budget: int | ppl.infer.Budget = DEFA
     Raises:
       DataError: bad input (see :func:`stdlib.sequences.data.prepare`), or a period longer than the series.
     """
+    check_key(key, "sequences.discover")
     series = prepare(y, t, name=name)
     chosen = tuple(components) if components is not None else _components(series, periods)
     irregular = np.ptp(np.diff(series.times)) > 1e-9 * series.span

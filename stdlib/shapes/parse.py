@@ -47,6 +47,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import math
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -56,6 +57,7 @@ from scipy.special import softmax
 
 import ppl
 from ppl.errors import ShapeError
+from ppl.validation import check_key
 from stdlib import render
 from stdlib.shapes.primitives import BOUNDS, CENTRE, KINDS, outline, painter_of
 from stdlib.shapes.scene import (
@@ -165,9 +167,13 @@ def check_image(image, value_range=None) -> np.ndarray:
     Raises:
       ShapeError: the wrong rank or channel count, NaN pixels, values outside the declared or inferred range.
     """
-    array = np.asarray(image)
-    if not np.issubdtype(array.dtype, np.number):
-        raise ShapeError(f"an image must hold numbers, got dtype {array.dtype}.")
+    try:
+        array = np.asarray(image)
+    except (TypeError, ValueError):
+        raise ShapeError("an image must be an array of numbers (H, W) or (H, W, C); got a ragged nested list. "
+                         "Pass an array whose rows all have the same length.") from None
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise ShapeError(f"an image must hold real numbers, got dtype {array.dtype}.")
     array = array.astype(np.float32)
     if array.ndim == 2:
         array = array[..., None]
@@ -186,7 +192,15 @@ def check_image(image, value_range=None) -> np.ndarray:
         if low < 0.0 or high > 255.0:
             raise ShapeError(f"image values lie in [{low:g}, {high:g}], neither [0, 1] nor [0, 255]; pass "
                              "value_range=(low, high) to say what they mean.")
-    lo, hi = map(float, value_range)
+    if isinstance(value_range, (tuple, list)):
+        pair = tuple(value_range)
+    else:  # an array (h, l); anything else (a string, a number) is not a pair
+        pair = tuple(np.asarray(value_range).tolist()) if np.ndim(value_range) == 1 else ()
+    if not (len(pair) == 2 and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+                                   and np.isfinite(v) for v in pair)):
+        raise ShapeError(f"value_range must be a pair of finite numbers (low, high), e.g. (0, 255); got "
+                         f"{value_range!r}.")
+    lo, hi = map(float, pair)
     if not hi > lo or low < lo or high > hi:
         raise ShapeError(f"image values lie in [{low:g}, {high:g}], outside value_range=({lo:g}, {hi:g}).")
     return (array - lo) / (hi - lo)
@@ -424,17 +438,18 @@ def parse(key: jax.Array, image, max_shapes: int = 4, *, budget: int | None = No
     Raises:
       ShapeError: a bad image (see :func:`check_image`) or ``max_shapes < 1``.
     """
+    check_key(key, "shapes.parse")
     max_shapes = check_max_shapes(max_shapes)
     image = check_image(image, value_range)
     if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer))
                                    or resolution < 8):
         raise ShapeError(f"parse's resolution must be None or an int >= 8 (pixels), got {resolution!r}.")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1):
+        raise ShapeError(f"parse's budget must be None or an int >= 1 (the backdrop alone), got {budget!r}.")
     working, noise = working_image(image, resolution)
     score = _scorer(max_shapes, tuple(working.shape[:2]), laplace, noise)
     pixels = jnp.asarray(working)
     limit = 1 + 25 * max_shapes if budget is None else int(budget)
-    if limit < 1:
-        raise ShapeError(f"parse's budget must be at least 1 (the backdrop alone), got {budget!r}.")
 
     def evaluate(step: int, shapes: list, background):
         kinds = np.zeros(max_shapes, np.int32)
