@@ -32,10 +32,6 @@ KNOWN_WARNINGS = (
     # all the same.
     re.compile(r"Error parsing type annotation ForwardRef\(.*\) for [\w.]+\.__init__\. Import of [\w.]+ failed: "
                r"name '[\w.]+' is not defined"),
-    # ppl/choices.py annotates `Mapping[str, Any] | 'ChoiceMap'`, which cannot be evaluated (a type | a string);
-    # remove this entry once it reads `Mapping[str, Any] | ChoiceMap`.
-    re.compile(r"Error parsing type annotation Mapping\[str, Any\] \| 'ChoiceMap'.* for [\w.]*ChoiceMap\.\w+: "
-               r"unsupported operand type\(s\) for \|"),
 )
 
 

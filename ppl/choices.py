@@ -89,7 +89,7 @@ class ChoiceMap:
 
     __slots__ = ("_entries",)
 
-    def __init__(self, mapping: Mapping[str, Any] | "ChoiceMap" | None = None):
+    def __init__(self, mapping: Mapping[str, Any] | ChoiceMap | None = None):
         if mapping is None:
             entries: dict[str, Any] = {}
         elif isinstance(mapping, ChoiceMap):
@@ -203,7 +203,7 @@ class ChoiceMap:
         """A copy with ``address`` set to ``value`` (a leaf or a ``ChoiceMap``)."""
         return self.merge(ChoiceMap({address: value}))
 
-    def merge(self, other: Mapping[str, Any] | "ChoiceMap") -> "ChoiceMap":
+    def merge(self, other: Mapping[str, Any] | ChoiceMap) -> ChoiceMap:
         """A copy with every address of ``other`` added; ``other`` wins on overlap."""
         other = as_choice_map(other)
         entries = dict(self._entries)

@@ -158,7 +158,7 @@ def check_constraint(distribution: Distribution, value: Any) -> jax.Array:
         if kind in "fc" and not np.all(np.isfinite(concrete)):
             raise NonFiniteError(
                 f"the value contains NaN or inf ({_preview(concrete)}). Remove or impute "
-                "missing data, or mask it with dist.mask(...)."
+                "missing data, or replace it by any finite number and mask it out: dist.Normal(...).mask(seen)."
             )
         ok = _support_ok(distribution, array)
         if ok is not None and is_concrete(ok) and not bool(np.all(np.asarray(ok))):

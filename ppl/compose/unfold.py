@@ -194,7 +194,8 @@ class Unfold(GenerativeFunction):
                     if t is not None:
                         raise NonFiniteError(
                             f"the constraint holds NaN or inf (first at time step t={t}). Remove or impute "
-                            "missing data, or mask it with dist.mask(...) inside the step.",
+                            "missing data, or replace it by any finite number and mask it out inside the step: "
+                            "dist.Normal(...).mask(seen[t]).",
                             address=address, model=self.name,
                         )
 
