@@ -236,6 +236,17 @@ _state = threading.local()
 
 
 @contextlib.contextmanager
+def _flag_set(name: str):
+    """Set this thread's flag ``name`` within the block (restored after, so blocks nest)."""
+    previous = getattr(_state, name, False)
+    setattr(_state, name, True)
+    try:
+        yield
+    finally:
+        setattr(_state, name, previous)
+
+
+@contextlib.contextmanager
 def values_in_support():
     """Within this block (at trace time), traced constrained values are trusted to lie
     in their distributions' supports, so ``site_log_density`` skips its ``-inf`` mask.
@@ -245,12 +256,8 @@ def values_in_support():
     (e.g. ``ppl.infer.map``'s bijections from unconstrained space). Never for
     kernels that can propose values outside the support (random-walk MH).
     """
-    previous = getattr(_state, "trusted", False)
-    _state.trusted = True
-    try:
+    with _flag_set("trusted"):
         yield
-    finally:
-        _state.trusted = previous
 
 
 def nan_allowed() -> bool:
@@ -263,12 +270,8 @@ def nan_scores_allowed():
     """Within this block a concrete NaN log density or ``ppl.factor`` is not raised (:func:`check_log_density`):
     for inference's eager re-run of a model after NaN weights, which looks for bad observations and otherwise
     reports the NaN weights itself (an ``InferenceError`` counting the particles)."""
-    previous = getattr(_state, "nan_allowed", False)
-    _state.nan_allowed = True
-    try:
+    with _flag_set("nan_allowed"):
         yield
-    finally:
-        _state.nan_allowed = previous
 
 
 def site_log_density(distribution: Distribution, value: jax.Array) -> jax.Array:
