@@ -230,7 +230,7 @@ class GenerativeFunction:
         for address, value in choices.items():
             if value is None:
                 raise DtypeError(
-                    f"{method} was given None as the value of '{{address}}'. Give it a value, or leave the address "
+                    f"{method} was given None as the value of '{address}'. Give it a value, or leave the address "
                     "out to sample it.",
                     model=self.name, address=address,
                 )

@@ -89,6 +89,7 @@ def test_the_star_count_and_centre_are_recovered():
         assert error_px < 1.0, (seed, error_px)
 
 
+@pytest.mark.slow  # ~14 s of compilation: the default run is at its 10-minute budget
 def test_the_impulse_time_size_and_rate_are_recovered():
     result = load("decay").main()
     assert result["structure"] == "level + decay"
